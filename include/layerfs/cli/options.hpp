@@ -1,0 +1,51 @@
+// What the command line asks for, after parsing and before touching any filesystem.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layerfs/result.hpp"
+
+namespace layerfs::cli {
+
+enum class LogLevel { trace, debug, info, warn, error, off };
+
+struct MountConfig {
+    // Kernel order: lowerdirs[0] is the top lower layer.
+    std::vector<std::string> lowerdirs;
+    std::optional<std::string> upperdir;
+    std::optional<std::string> workdir;
+    // The SOURCE word (fstab's first field); used as fsname, defaults to "layerfs".
+    std::string source = "layerfs";
+    std::string mountpoint;
+    // Kernel entry/attr/negative-entry cache timeout in seconds.
+    double timeout = 86400.0;
+    LogLevel log_level = LogLevel::info;
+    bool foreground = false;  // -f
+    bool debug = false;       // -d / -o debug: debug log, implies foreground
+    bool read_only = false;   // -o ro (also implied when there is no upperdir)
+    // Words handed to libfuse unchanged (allow_other, default_permissions, fsname=, ...).
+    std::vector<std::string> fuse_options;
+};
+
+// The outcome of the command line: a mount to perform, or something to print and exit.
+struct ExitRequest {
+    int status;          // 0 for --help/--version, 1 for bad input
+    std::string output;  // the text to print (already including "layerfs: " for errors)
+    bool to_stderr;
+};
+
+struct ParsedCommandLine {
+    std::optional<MountConfig> config;  // set when a mount is asked for
+    std::optional<ExitRequest> exit;    // set otherwise
+};
+
+// Parses argv (CLI11) and the -o list. Touches no filesystem: paths are checked when the
+// stack is opened.
+ParsedCommandLine parse_command_line(int argc, const char* const* argv);
+
+// The --help text, kept in step with README.md and man/layerfs.1.
+std::string help_text();
+
+}  // namespace layerfs::cli

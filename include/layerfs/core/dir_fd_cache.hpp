@@ -1,0 +1,52 @@
+// A bounded LRU of O_PATH directory fds, keyed by (node serial, layer). Nodes hold no fds;
+// this makes reaching a directory one openat() from its cached parent instead of a walk
+// from the layer root, while the number of open fds stays a fixed fraction of the limit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "layerfs/sys/unique_fd.hpp"
+
+namespace layerfs::core {
+
+using SharedFd = std::shared_ptr<const sys::UniqueFd>;
+
+class DirFdCache {
+  public:
+    explicit DirFdCache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+
+    SharedFd find(std::uint64_t node_serial, std::size_t layer);
+    void insert(std::uint64_t node_serial, std::size_t layer, SharedFd fd);
+    // Drops what is cached for a node whose directory in LAYER is gone or replaced.
+    void erase(std::uint64_t node_serial, std::size_t layer);
+
+    std::size_t size() const;
+
+    // A capacity that leaves most of the process's fd limit to open files.
+    static std::size_t capacity_for_fd_limit(std::size_t nofile_limit);
+
+  private:
+    struct Key {
+        std::uint64_t serial;
+        std::size_t layer;
+        friend bool operator==(const Key&, const Key&) = default;
+    };
+    struct KeyHash {
+        std::size_t operator()(const Key& key) const {
+            return std::hash<std::uint64_t>()(key.serial * 131 + key.layer);
+        }
+    };
+    using Lru = std::list<std::pair<Key, SharedFd>>;
+
+    const std::size_t capacity_;
+    mutable std::mutex mutex_;
+    Lru lru_;  // most recently used first
+    std::unordered_map<Key, Lru::iterator, KeyHash> index_;
+};
+
+}  // namespace layerfs::core

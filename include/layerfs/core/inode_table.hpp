@@ -1,0 +1,59 @@
+// The only owner of nodes: kernel node id <-> node, with the kernel's lookup counts.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+#include "layerfs/core/node.hpp"
+
+namespace layerfs::core {
+
+class InodeTable {
+  public:
+    // The id the kernel uses for the root (FUSE_ROOT_ID); the core does not include FUSE.
+    static constexpr std::uint64_t kRootId = 1;
+
+    InodeTable(Placement root_placement, RealId root_real, ino_t root_ino);
+
+    const NodePtr& root() const { return root_; }
+
+    // The node for an id the kernel holds. The kernel never sends an id it has forgotten.
+    NodePtr get(std::uint64_t id) const;
+    std::uint64_t id_of(const Node& node) const;
+
+    // The node for the object REAL reached as ALIAS, created if unknown, with its lookup
+    // count raised by one (a lookup reply the kernel will count).
+    NodePtr intern(const Alias& alias, mode_t type, const Placement& placement, RealId real,
+                   ino_t ino);
+
+    // Lowers the lookup count by N; at zero the table lets go of the node (open handles
+    // may still hold it).
+    void forget(std::uint64_t id, std::uint64_t n);
+
+    std::size_t size() const;
+
+  private:
+    // The type is part of the key: an object replaced under a recycled inode number must
+    // not be mistaken for the node the kernel still holds.
+    struct Key {
+        RealId real;
+        mode_t type;
+        friend bool operator==(const Key&, const Key&) = default;
+    };
+    struct KeyHash {
+        std::size_t operator()(const Key& key) const {
+            return std::hash<std::uint64_t>()(static_cast<std::uint64_t>(key.real.ino) * 1000003u ^
+                                              static_cast<std::uint64_t>(key.real.dev) ^
+                                              (static_cast<std::uint64_t>(key.type) << 48));
+        }
+    };
+
+    mutable std::mutex mutex_;
+    NodePtr root_;
+    std::unordered_map<Key, NodePtr, KeyHash> by_key_;
+    std::uint64_t next_serial_ = 1;
+};
+
+}  // namespace layerfs::core

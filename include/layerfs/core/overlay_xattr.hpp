@@ -1,0 +1,18 @@
+// The overlay xattr names layerfs reads and hides (DESIGN.md §2).
+#pragma once
+
+#include <string_view>
+
+namespace layerfs::core {
+
+inline constexpr std::string_view kTrustedOverlayPrefix = "trusted.overlay.";
+inline constexpr std::string_view kUserOverlayPrefix = "user.overlay.";
+
+inline constexpr const char* kOpaqueXattrs[] = {"trusted.overlay.opaque", "user.overlay.opaque"};
+
+// True for names that belong to the union's plumbing and are never shown through the mount.
+inline bool is_private_xattr(std::string_view name) {
+    return name.starts_with(kTrustedOverlayPrefix) || name.starts_with(kUserOverlayPrefix);
+}
+
+}  // namespace layerfs::core

@@ -1,0 +1,35 @@
+// Lookup of a name in a merged directory (DESIGN.md §1).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <string>
+
+#include "layerfs/core/node.hpp"
+#include "layerfs/fs/union.hpp"
+#include "layerfs/result.hpp"
+
+namespace layerfs::fs {
+
+// What the layers say about a name, before it becomes a node.
+struct LookupHit {
+    struct stat st;  // of the topmost object, as the layer has it
+    core::Placement placement;
+};
+
+// Walks PARENT's contributing layers from the top: a whiteout ends the walk (ENOENT), a
+// non-directory is the answer, a directory collects the same-named directories below it
+// until an opaque one or a non-directory.
+Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name);
+
+// A hit that the kernel will hold: the node (lookup count raised) and its attributes.
+struct Entry {
+    core::NodePtr node;
+    struct stat attr;
+};
+
+// find_in_layers, then the node for it. The caller must hand Entry to the kernel or undo
+// the count with forget().
+Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& name);
+
+}  // namespace layerfs::fs

@@ -1,0 +1,17 @@
+// Errno-returning xattr wrappers addressed by (directory fd, name), so they work from O_PATH
+// fds and on every file type without following a symlink. An empty NAME means the object
+// DIRFD itself refers to.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "layerfs/result.hpp"
+
+namespace layerfs::sys {
+
+Result<std::string> get_xattr(int dirfd, const std::string& name, const std::string& xattr);
+
+Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name);
+
+}  // namespace layerfs::sys

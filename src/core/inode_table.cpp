@@ -1,0 +1,67 @@
+// Lock order (the only one in layerfs): table mutex -> node mutex. Nothing takes the table
+// mutex while holding a node mutex, and no lock is held across a reply to the kernel: a
+// reply can trigger a forget that frees the node.
+#include "layerfs/core/inode_table.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
+namespace layerfs::core {
+
+InodeTable::InodeTable(Placement root_placement, RealId root_real, ino_t root_ino)
+    : root_(std::make_shared<Node>(0, Alias{}, S_IFDIR, std::move(root_placement), root_real,
+                                   root_ino)) {}
+
+NodePtr InodeTable::get(std::uint64_t id) const {
+    if (id == kRootId) return root_;
+    // The id is the node's address (as in libfuse's passthrough_hp); the table holds a
+    // reference for as long as the kernel may send it.
+    return reinterpret_cast<Node*>(id)->shared_from_this();
+}
+
+std::uint64_t InodeTable::id_of(const Node& node) const {
+    if (&node == root_.get()) return kRootId;
+    return reinterpret_cast<std::uint64_t>(&node);
+}
+
+NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& placement, RealId real,
+                           ino_t ino) {
+    std::lock_guard lock(mutex_);
+    if (real == root_->real()) return root_;  // the root's lookup count is not tracked
+    const Key key{real, static_cast<mode_t>(type & S_IFMT)};
+    auto it = by_key_.find(key);
+    if (it != by_key_.end()) {
+        it->second->lookups_++;
+        return it->second;
+    }
+    auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino);
+    node->lookups_ = 1;
+    by_key_.emplace(key, node);
+    return node;
+}
+
+void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
+    if (id == kRootId) return;
+    NodePtr released;  // freed after the lock is dropped
+    std::lock_guard lock(mutex_);
+    Node* node = reinterpret_cast<Node*>(id);
+    if (node->lookups_ < n) {
+        spdlog::critical("forget of {} lookups on a node with {}", n, node->lookups_);
+        std::abort();
+    }
+    node->lookups_ -= n;
+    if (node->lookups_ > 0) return;
+    auto it = by_key_.find(Key{node->real(), static_cast<mode_t>(node->type() & S_IFMT)});
+    if (it != by_key_.end() && it->second.get() == node) {
+        released = std::move(it->second);
+        by_key_.erase(it);
+    }
+}
+
+std::size_t InodeTable::size() const {
+    std::lock_guard lock(mutex_);
+    return by_key_.size();
+}
+
+}  // namespace layerfs::core

@@ -1,0 +1,73 @@
+#include "layerfs/core/stack.hpp"
+
+#include <fcntl.h>
+
+#include "layerfs/sys/syscalls.hpp"
+
+namespace layerfs::core {
+namespace {
+
+std::vector<dev_t> devs_of(const std::vector<Layer>& layers) {
+    std::vector<dev_t> devs;
+    for (const Layer& layer : layers) devs.push_back(layer.dev());
+    return devs;
+}
+
+}  // namespace
+
+Stack::Stack(std::vector<Layer> layers, std::optional<sys::UniqueFd> workdir,
+             std::size_t dir_cache_capacity)
+    : layers_(std::move(layers)),
+      workdir_(std::move(workdir)),
+      inos_(devs_of(layers_)),
+      dirs_(dir_cache_capacity) {}
+
+Result<SharedFd> Stack::dir_fd(const Node& node, std::size_t layer) {
+    if (layer >= layers_.size()) return Errno{EINVAL};
+    // Climb to the nearest ancestor whose fd is known, then open the way back down.
+    std::vector<std::pair<std::uint64_t, std::string>> descent;
+    SharedFd fd;
+    Alias alias = node.alias();
+    std::uint64_t serial = node.serial();
+    NodePtr holder;  // keeps the ancestor being examined alive
+    for (;;) {
+        if (alias.parent == nullptr) {
+            fd = layers_[layer].root();
+            break;
+        }
+        if ((fd = dirs_.find(serial, layer))) break;
+        descent.emplace_back(serial, alias.name);
+        holder = alias.parent;
+        serial = holder->serial();
+        alias = holder->alias();
+    }
+    for (auto it = descent.rbegin(); it != descent.rend(); ++it) {
+        auto child = sys::open_dir_path(fd->get(), it->second);
+        if (!child) return child.error();
+        fd = std::make_shared<const sys::UniqueFd>(std::move(*child));
+        dirs_.insert(it->first, layer, fd);
+    }
+    return fd;
+}
+
+Result<Location> Stack::locate(const Node& node) {
+    const Placement placement = node.placement();
+    if (node.is_dir()) {
+        auto fd = dir_fd(node, placement.layer);
+        if (!fd) return fd.error();
+        return Location{std::move(*fd), std::string()};
+    }
+    Alias alias = node.alias();
+    auto parent_fd = dir_fd(*alias.parent, placement.layer);
+    if (!parent_fd) return parent_fd.error();
+    return Location{std::move(*parent_fd), std::move(alias.name)};
+}
+
+Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
+    auto where = locate(node);
+    if (!where) return where.error();
+    if (where->name.empty()) return sys::reopen(where->dir->get(), flags);
+    return sys::open_at(where->dir->get(), where->name, flags);
+}
+
+}  // namespace layerfs::core

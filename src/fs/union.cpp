@@ -1,0 +1,24 @@
+#include "layerfs/fs/union.hpp"
+
+#include "layerfs/sys/syscalls.hpp"
+
+namespace layerfs::fs {
+namespace {
+
+core::InodeTable make_table(core::Stack& stack) {
+    core::Placement root;
+    root.layer = 0;
+    for (const core::Layer& layer : stack.layers()) root.dir_layers.push_back(layer.index());
+    const core::Layer& top = stack.layers().front();
+    // The root was stat'ed when the stack was opened; it cannot fail on an open fd.
+    const struct stat st = sys::stat_fd(top.root_fd()).value();
+    return core::InodeTable(root, core::RealId{st.st_dev, st.st_ino},
+                            stack.inos().map(st.st_dev, st.st_ino));
+}
+
+}  // namespace
+
+Union::Union(std::unique_ptr<core::Stack> stack, UnionOptions options)
+    : stack_(std::move(stack)), options_(options), nodes_(make_table(*stack_)) {}
+
+}  // namespace layerfs::fs

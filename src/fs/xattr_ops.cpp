@@ -1,0 +1,54 @@
+#include "layerfs/fs/xattr_ops.hpp"
+
+#include "layerfs/core/overlay_xattr.hpp"
+#include "layerfs/sys/xattr.hpp"
+
+namespace layerfs::fs {
+namespace {
+
+constexpr std::string_view kEscape = "overlay.";
+
+// The length of the trusted.overlay. or user.overlay. prefix NAME starts with, or 0.
+std::size_t overlay_prefix_length(std::string_view name) {
+    for (std::string_view prefix : {core::kTrustedOverlayPrefix, core::kUserOverlayPrefix}) {
+        if (name.starts_with(prefix)) return prefix.size();
+    }
+    return 0;
+}
+
+}  // namespace
+
+std::string escape_xattr_name(const std::string& name) {
+    const std::size_t prefix = overlay_prefix_length(name);
+    if (prefix == 0) return name;
+    return name.substr(0, prefix) + std::string(kEscape) + name.substr(prefix);
+}
+
+std::optional<std::string> shown_xattr_name(const std::string& stored) {
+    const std::size_t prefix = overlay_prefix_length(stored);
+    if (prefix == 0) return stored;
+    if (std::string_view(stored).substr(prefix).starts_with(kEscape)) {
+        return stored.substr(0, prefix) + stored.substr(prefix + kEscape.size());
+    }
+    return std::nullopt;
+}
+
+Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::string& name) {
+    auto where = fs.stack().locate(node);
+    if (!where) return where.error();
+    return sys::get_xattr(where->dir->get(), where->name, escape_xattr_name(name));
+}
+
+Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) {
+    auto where = fs.stack().locate(node);
+    if (!where) return where.error();
+    auto stored = sys::list_xattr(where->dir->get(), where->name);
+    if (!stored) return stored.error();
+    std::vector<std::string> shown;
+    for (const std::string& name : *stored) {
+        if (auto visible = shown_xattr_name(name)) shown.push_back(std::move(*visible));
+    }
+    return shown;
+}
+
+}  // namespace layerfs::fs

@@ -1,0 +1,99 @@
+// Adapters for directory handles. A handle owns the snapshot listed at opendir.
+#include <memory>
+#include <vector>
+
+#include "layerfs/fs/lookup.hpp"
+#include "layerfs/fs/readdir.hpp"
+#include "layerfs/fuse/ops.hpp"
+#include "layerfs/fuse/reply.hpp"
+
+namespace layerfs::fuse_ops {
+namespace {
+
+fs::DirSnapshot& snapshot_of(struct fuse_file_info* fi) {
+    return *reinterpret_cast<fs::DirSnapshot*>(fi->fh);
+}
+
+bool is_dot_or_dotdot(const std::string& name) {
+    return name == "." || name == "..";
+}
+
+// Fills one reply buffer from the snapshot, starting after offset OFF. In plus mode every
+// entry but "." and ".." is a lookup the kernel counts; ones that did not fit, or a reply
+// that failed, are undone.
+void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info* fi, bool plus) {
+    SessionState& state = state_of(req);
+    fs::DirSnapshot& snapshot = snapshot_of(fi);
+    std::vector<char> buf(size);
+    size_t used = 0;
+    std::vector<fuse_ino_t> counted;
+    for (size_t index = static_cast<size_t>(off); index < snapshot.entries.size(); ++index) {
+        const fs::MergedEntry& entry = snapshot.entries[index];
+        const off_t next = static_cast<off_t>(index + 1);
+        char* at = buf.data() + used;
+        const size_t room = size - used;
+        size_t needed = 0;
+        if (!plus) {
+            struct stat st {};
+            st.st_ino = entry.ino;
+            st.st_mode = entry.type;
+            needed = fuse_add_direntry(req, at, room, entry.name.c_str(), &st, next);
+        } else {
+            fuse_entry_param param{};
+            core::NodePtr node;
+            if (!is_dot_or_dotdot(entry.name)) {
+                auto found = fs::lookup(state.fs, snapshot.dir, entry.name);
+                if (!found) continue;  // gone from the layers since the snapshot
+                node = std::move(found->node);
+                param.ino = state.fs.nodes().id_of(*node);
+                param.attr = found->attr;
+                param.entry_timeout = state.timeout;
+                param.attr_timeout = state.timeout;
+            } else {
+                param.attr.st_ino = entry.ino;
+                param.attr.st_mode = entry.type;
+            }
+            needed = fuse_add_direntry_plus(req, at, room, entry.name.c_str(), &param, next);
+            if (needed <= room && param.ino != 0) counted.push_back(param.ino);
+            if (needed > room && param.ino != 0) state.fs.nodes().forget(param.ino, 1);
+        }
+        if (needed > room) break;
+        used += needed;
+    }
+    if (fuse_reply_buf(req, buf.data(), used) != 0) {
+        for (fuse_ino_t ino : counted) state.fs.nodes().forget(ino, 1);
+    }
+}
+
+}  // namespace
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+    guarded(req, [&] {
+        auto snapshot = fs::open_dir_snapshot(state_of(req).fs, node_of(req, ino));
+        if (!snapshot) {
+            fuse_reply_err(req, snapshot.error().value);
+            return;
+        }
+        auto handle = std::make_unique<fs::DirSnapshot>(std::move(*snapshot));
+        fi->fh = reinterpret_cast<uint64_t>(handle.get());
+        // Lowers never change: the kernel may keep what it read of the listing.
+        fi->cache_readdir = state_of(req).fs.read_only();
+        fi->keep_cache = fi->cache_readdir;
+        if (fuse_reply_open(req, fi) == 0) handle.release();
+    });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+    guarded(req, [&] { reply_listing(req, size, off, fi, false); });
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+    guarded(req, [&] { reply_listing(req, size, off, fi, true); });
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+    std::unique_ptr<fs::DirSnapshot> released(&snapshot_of(fi));
+    fuse_reply_err(req, 0);
+}
+
+}  // namespace layerfs::fuse_ops

@@ -1,0 +1,141 @@
+#include "layerfs/fuse/session.hpp"
+
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layerfs/fuse/ops.hpp"
+#include "layerfs/log/log.hpp"
+
+namespace layerfs::fuse_ops {
+namespace {
+
+const fuse_lowlevel_ops& operation_table() {
+    static const fuse_lowlevel_ops ops = [] {
+        fuse_lowlevel_ops table{};
+        table.init = op_init;
+        table.lookup = op_lookup;
+        table.forget = op_forget;
+        table.forget_multi = op_forget_multi;
+        table.getattr = op_getattr;
+        table.readlink = op_readlink;
+        table.access = op_access;
+        table.statfs = op_statfs;
+        table.opendir = op_opendir;
+        table.readdir = op_readdir;
+        table.readdirplus = op_readdirplus;
+        table.releasedir = op_releasedir;
+        table.open = op_open;
+        table.read = op_read;
+        table.release = op_release;
+        table.getxattr = op_getxattr;
+        table.listxattr = op_listxattr;
+        return table;
+    }();
+    return ops;
+}
+
+bool has_option(const std::vector<std::string>& options, const std::string& word) {
+    for (const std::string& option : options) {
+        if (option == word || option.starts_with(word + "=")) return true;
+    }
+    return false;
+}
+
+// The -o list libfuse gets: the user's libfuse words plus what a mount needs.
+std::string fuse_option_list(const fs::Union& fs, const cli::MountConfig& config) {
+    // The user's words arrive escaped as libfuse wants them; only what we add needs it.
+    auto escaped = [](const std::string& word) {
+        std::string out;
+        for (char c : word) {
+            if (c == ',' || c == '\\') out += '\\';
+            out += c;
+        }
+        return out;
+    };
+    std::vector<std::string> words = config.fuse_options;
+    if (!has_option(words, "fsname")) words.push_back("fsname=" + escaped(config.source));
+    if (!has_option(words, "subtype")) words.push_back("subtype=layerfs");
+    if (fs.read_only()) words.push_back("ro");
+    // As root the mount serves every user, and the kernel checks their permissions
+    // (DESIGN.md §6).
+    if (::geteuid() == 0) {
+        if (!has_option(words, "default_permissions")) words.push_back("default_permissions");
+        if (!has_option(words, "allow_other")) words.push_back("allow_other");
+    }
+    std::string joined;
+    for (const std::string& word : words) joined += (joined.empty() ? "" : ",") + word;
+    return joined;
+}
+
+struct SessionDeleter {
+    void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+struct LoopConfigDeleter {
+    void operator()(fuse_loop_config* config) const { fuse_loop_cfg_destroy(config); }
+};
+
+}  // namespace
+
+void op_init(void* userdata, struct fuse_conn_info* conn) {
+    (void)userdata;
+    auto want = [conn](unsigned capability) {
+        if (conn->capable & capability) conn->want |= capability;
+    };
+    // Zero-copy data paths and fewer round trips (DESIGN.md §5); 3.14 leaves splice off.
+    want(FUSE_CAP_SPLICE_READ);
+    want(FUSE_CAP_SPLICE_WRITE);
+    want(FUSE_CAP_SPLICE_MOVE);
+    want(FUSE_CAP_READDIRPLUS);
+    want(FUSE_CAP_PARALLEL_DIROPS);
+    want(FUSE_CAP_ASYNC_READ);
+    // Locks stay kernel-local; killpriv needs a write side that clears the bits itself.
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
+                                         FUSE_CAP_HANDLE_KILLPRIV);
+}
+
+int serve(fs::Union& fs, const cli::MountConfig& config) {
+    SessionState state{fs, config.timeout};
+    const std::string options = fuse_option_list(fs, config);
+    std::vector<std::string> words = {"layerfs", "-o", options};
+    if (config.debug) words.push_back("-d");
+    std::vector<char*> argv;
+    for (std::string& word : words) argv.push_back(word.data());
+    struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+    const fuse_lowlevel_ops& ops = operation_table();
+    std::unique_ptr<fuse_session, SessionDeleter> session(
+        fuse_session_new(&args, &ops, sizeof(ops), &state));
+    if (!session) {
+        fprintf(stderr, "layerfs: cannot start a FUSE session with -o %s\n", options.c_str());
+        return 1;
+    }
+    if (fuse_session_mount(session.get(), config.mountpoint.c_str()) != 0) {
+        fprintf(stderr, "layerfs: mountpoint %s: cannot mount\n", config.mountpoint.c_str());
+        return 1;
+    }
+    const bool foreground = config.foreground || config.debug;
+    if (fuse_daemonize(foreground ? 1 : 0) != 0) {
+        fuse_session_unmount(session.get());
+        return 1;
+    }
+    if (!foreground) log::log_to_syslog(config.log_level);
+    if (fuse_set_signal_handlers(session.get()) != 0) {
+        fuse_session_unmount(session.get());
+        return 1;
+    }
+    std::unique_ptr<fuse_loop_config, LoopConfigDeleter> loop(fuse_loop_cfg_create());
+    fuse_loop_cfg_set_clone_fd(loop.get(), 0);
+    spdlog::info("mounted on {}", config.mountpoint);
+    const int result = fuse_session_loop_mt(session.get(), loop.get());
+    fuse_remove_signal_handlers(session.get());
+    fuse_session_unmount(session.get());
+    spdlog::info("unmounted {}", config.mountpoint);
+    return result == 0 ? 0 : 1;
+}
+
+}  // namespace layerfs::fuse_ops

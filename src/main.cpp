@@ -1,0 +1,49 @@
+// layerfs: command line → open the stack → serve the mount → exit status.
+#include <sys/resource.h>
+
+#include <cstdio>
+
+#include "layerfs/cli/options.hpp"
+#include "layerfs/core/dir_fd_cache.hpp"
+#include "layerfs/core/stack.hpp"
+#include "layerfs/fs/union.hpp"
+#include "layerfs/fuse/session.hpp"
+#include "layerfs/log/log.hpp"
+
+namespace {
+
+// Open files each hold an fd: take all the kernel allows. Returns the limit in force.
+std::size_t raise_fd_limit() {
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    return static_cast<std::size_t>(limit.rlim_cur);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace layerfs;
+    cli::ParsedCommandLine parsed = cli::parse_command_line(argc, argv);
+    if (parsed.exit) {
+        std::fputs(parsed.exit->output.c_str(), parsed.exit->to_stderr ? stderr : stdout);
+        return parsed.exit->status;
+    }
+    const cli::MountConfig& config = *parsed.config;
+    log::log_to_stderr(config.log_level);
+
+    const std::size_t fd_limit = raise_fd_limit();
+    // Layer roots are opened before daemonizing, which changes to "/": relative paths work.
+    auto stack = core::Stack::open(
+        core::StackSpec{config.lowerdirs, config.upperdir, config.workdir, config.mountpoint},
+        core::DirFdCache::capacity_for_fd_limit(fd_limit));
+    if (!stack) {
+        std::fprintf(stderr, "layerfs: %s\n", stack.error().text.c_str());
+        return 1;
+    }
+    // The write side is not built yet: every mount is read-only for now.
+    fs::Union fs(std::move(*stack), fs::UnionOptions{true});
+    return fuse_ops::serve(fs, config);
+}

@@ -1,0 +1,115 @@
+#include "layerfs/sys/syscalls.hpp"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+
+namespace layerfs::sys {
+
+Result<UniqueFd> open_at(int dirfd, const std::string& name, int flags, mode_t mode) {
+    int fd = ::openat(dirfd, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return last_errno();
+    return UniqueFd(fd);
+}
+
+Result<UniqueFd> open_dir_path(int dirfd, const std::string& name) {
+    return open_at(dirfd, name, O_PATH | O_DIRECTORY);
+}
+
+Result<UniqueFd> open_beneath(int dirfd, const std::string& path, int flags) {
+    struct open_how how {};
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
+    // glibc 2.36 has no openat2 wrapper.
+    long fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
+    if (fd < 0) return last_errno();
+    return UniqueFd(static_cast<int>(fd));
+}
+
+Result<UniqueFd> open_user_path(const std::string& path, int flags) {
+    int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0) return last_errno();
+    return UniqueFd(fd);
+}
+
+Result<UniqueFd> reopen(int fd, int flags) {
+    // "." relative to a directory fd reopens it without a trip through /proc.
+    if (flags & O_DIRECTORY) {
+        int newfd = ::openat(fd, ".", flags | O_CLOEXEC);
+        if (newfd < 0) return last_errno();
+        return UniqueFd(newfd);
+    }
+    int newfd = ::open(proc_fd_path(fd).c_str(), flags | O_CLOEXEC);
+    if (newfd < 0) return last_errno();
+    return UniqueFd(newfd);
+}
+
+Result<struct stat> stat_at(int dirfd, const std::string& name) {
+    struct stat st {};
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) return last_errno();
+    return st;
+}
+
+Result<struct stat> stat_fd(int fd) {
+    struct stat st {};
+    if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) return last_errno();
+    return st;
+}
+
+Result<struct statvfs> statvfs_fd(int fd) {
+    struct statvfs st {};
+    if (::fstatvfs(fd, &st) < 0) return last_errno();
+    return st;
+}
+
+Result<void> access_at(int dirfd, const std::string& name, int mask) {
+    const int flags = AT_EACCESS | AT_SYMLINK_NOFOLLOW | (name.empty() ? AT_EMPTY_PATH : 0);
+    if (::faccessat(dirfd, name.c_str(), mask, flags) < 0) return last_errno();
+    return {};
+}
+
+Result<std::string> read_link_at(int dirfd, const std::string& name) {
+    std::string target(PATH_MAX, '\0');
+    for (;;) {
+        ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+        if (n < 0) return last_errno();
+        if (static_cast<size_t>(n) < target.size()) {
+            target.resize(static_cast<size_t>(n));
+            return target;
+        }
+        target.resize(target.size() * 2);
+    }
+}
+
+std::string proc_fd_path(int fd) {
+    return "/proc/self/fd/" + std::to_string(fd);
+}
+
+Result<std::vector<DirEntry>> read_dir_entries(int fd) {
+    // A private fd: the DIR stream owns and closes it, and the caller's offset is untouched.
+    auto own = reopen(fd, O_RDONLY | O_DIRECTORY);
+    if (!own) return own.error();
+    DIR* dir = ::fdopendir(own->get());
+    if (dir == nullptr) return last_errno();
+    own->release();
+    std::unique_ptr<DIR, int (*)(DIR*)> stream(dir, &::closedir);
+
+    std::vector<DirEntry> entries;
+    for (;;) {
+        errno = 0;
+        struct dirent* ent = ::readdir(stream.get());
+        if (ent == nullptr) {
+            if (errno != 0) return last_errno();
+            break;
+        }
+        std::string_view name(ent->d_name);
+        if (name == "." || name == "..") continue;
+        entries.push_back(DirEntry{std::string(name), ent->d_type, ent->d_ino});
+    }
+    return entries;
+}
+
+}  // namespace layerfs::sys

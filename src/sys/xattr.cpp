@@ -1,0 +1,73 @@
+#include "layerfs/sys/xattr.hpp"
+
+#include <sys/xattr.h>
+
+#include "layerfs/sys/syscalls.hpp"
+
+namespace layerfs::sys {
+namespace {
+
+// The xattr calls take paths only (getxattrat needs a newer libc); the /proc/self/fd magic
+// link turns our fd into one without a path string of the layer.
+std::string xattr_path(int dirfd, const std::string& name) {
+    std::string path = proc_fd_path(dirfd);
+    if (!name.empty()) path += "/" + name;
+    return path;
+}
+
+// With NAME the trailing component may be a symlink: l* calls keep it. Without, the path
+// ends in the magic link itself, which must be followed to reach the object.
+ssize_t get_raw(int dirfd, const std::string& name, const std::string& xattr, char* buf,
+                size_t size) {
+    const std::string path = xattr_path(dirfd, name);
+    return name.empty() ? ::getxattr(path.c_str(), xattr.c_str(), buf, size)
+                        : ::lgetxattr(path.c_str(), xattr.c_str(), buf, size);
+}
+
+ssize_t list_raw(int dirfd, const std::string& name, char* buf, size_t size) {
+    const std::string path = xattr_path(dirfd, name);
+    return name.empty() ? ::listxattr(path.c_str(), buf, size)
+                        : ::llistxattr(path.c_str(), buf, size);
+}
+
+}  // namespace
+
+Result<std::string> get_xattr(int dirfd, const std::string& name, const std::string& xattr) {
+    // Sizes can change between the two calls; retry on ERANGE.
+    for (;;) {
+        ssize_t size = get_raw(dirfd, name, xattr, nullptr, 0);
+        if (size < 0) return last_errno();
+        std::string value(static_cast<size_t>(size), '\0');
+        ssize_t got = get_raw(dirfd, name, xattr, value.data(), value.size());
+        if (got < 0) {
+            if (errno == ERANGE) continue;
+            return last_errno();
+        }
+        value.resize(static_cast<size_t>(got));
+        return value;
+    }
+}
+
+Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name) {
+    for (;;) {
+        ssize_t size = list_raw(dirfd, name, nullptr, 0);
+        if (size < 0) return last_errno();
+        std::string buf(static_cast<size_t>(size), '\0');
+        ssize_t got = list_raw(dirfd, name, buf.data(), buf.size());
+        if (got < 0) {
+            if (errno == ERANGE) continue;
+            return last_errno();
+        }
+        std::vector<std::string> names;
+        size_t pos = 0;
+        while (pos < static_cast<size_t>(got)) {
+            size_t end = buf.find('\0', pos);
+            if (end == std::string::npos || end > static_cast<size_t>(got)) end = got;
+            if (end > pos) names.emplace_back(buf.substr(pos, end - pos));
+            pos = end + 1;
+        }
+        return names;
+    }
+}
+
+}  // namespace layerfs::sys

@@ -1,0 +1,240 @@
+// The union's rules (DESIGN.md §1) on plain temp directories, without a mount: a table of
+// layer shapes and the tree each must show.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "layerfs/core/stack.hpp"
+#include "layerfs/fs/attr.hpp"
+#include "layerfs/fs/file_ops.hpp"
+#include "layerfs/fs/lookup.hpp"
+#include "layerfs/fs/readdir.hpp"
+#include "layerfs/fs/xattr_ops.hpp"
+
+namespace layerfs {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// One entry a layer holds: a path relative to the layer and what it is.
+struct Shape {
+    enum Kind { file, dir, whiteout, opaque_dir, symlink, opaque_x_dir } kind;
+    std::string path;
+    std::string content = {};  // file content or symlink target
+};
+
+class TempLayers {
+  public:
+    TempLayers() {
+        char pattern[] = "/tmp/layerfs-unit-XXXXXX";
+        root_ = ::mkdtemp(pattern);
+        stdfs::create_directory(root_ / "mnt");
+    }
+    ~TempLayers() { stdfs::remove_all(root_); }
+
+    std::string add_layer(const std::vector<Shape>& shapes) {
+        const stdfs::path dir = root_ / ("layer" + std::to_string(count_++));
+        stdfs::create_directories(dir);
+        for (const Shape& shape : shapes) make(dir / shape.path, shape);
+        return dir;
+    }
+    std::string mountpoint() const { return root_ / "mnt"; }
+
+  private:
+    static void make(const stdfs::path& path, const Shape& shape) {
+        stdfs::create_directories(path.parent_path());
+        switch (shape.kind) {
+            case Shape::file:
+                std::ofstream(path) << shape.content;
+                break;
+            case Shape::dir:
+                stdfs::create_directory(path);
+                break;
+            case Shape::whiteout:
+                ASSERT_EQ(::mknod(path.c_str(), S_IFCHR | 0600, makedev(0, 0)), 0);
+                break;
+            case Shape::opaque_dir:
+            case Shape::opaque_x_dir: {
+                stdfs::create_directory(path);
+                const char* value = shape.kind == Shape::opaque_dir ? "y" : "x";
+                ASSERT_EQ(::setxattr(path.c_str(), "user.overlay.opaque", value, 1, 0), 0);
+                break;
+            }
+            case Shape::symlink:
+                stdfs::create_symlink(shape.content, path);
+                break;
+        }
+    }
+
+    stdfs::path root_;
+    int count_ = 0;
+};
+
+// The merged tree as "path -> type letter (+ content)", walked through fs:: only.
+class UnionView {
+  public:
+    explicit UnionView(std::vector<std::string> lowers, const std::string& mountpoint) {
+        auto stack = core::Stack::open(core::StackSpec{std::move(lowers), {}, {}, mountpoint}, 64);
+        if (!stack) throw std::runtime_error(stack.error().text);
+        fs_ = std::make_unique<fs::Union>(std::move(*stack), fs::UnionOptions{true});
+    }
+
+    std::map<std::string, std::string> tree() {
+        std::map<std::string, std::string> out;
+        walk(fs_->nodes().root(), "", out);
+        return out;
+    }
+
+    fs::Union& fs() { return *fs_; }
+
+  private:
+    void walk(const core::NodePtr& dir, const std::string& prefix,
+              std::map<std::string, std::string>& out) {
+        auto listed = fs::list_merged(*fs_, *dir);
+        ASSERT_TRUE(listed.ok());
+        for (const fs::MergedEntry& entry : *listed) {
+            auto found = fs::lookup(*fs_, dir, entry.name);
+            ASSERT_TRUE(found.ok()) << "listed but not found: " << prefix + entry.name;
+            const std::string path = prefix + entry.name;
+            ASSERT_EQ(entry.type, found->attr.st_mode & S_IFMT) << path;
+            if (S_ISDIR(found->attr.st_mode)) {
+                out[path] = "d";
+                walk(found->node, path + "/", out);
+            } else if (S_ISLNK(found->attr.st_mode)) {
+                out[path] = "l:" + fs::readlink(*fs_, *found->node).value();
+            } else {
+                out[path] = "f:" + read_all(found->node);
+            }
+        }
+    }
+
+    std::string read_all(const core::NodePtr& node) {
+        auto file = fs::open_file(*fs_, node, O_RDONLY);
+        if (!file) return "<open failed>";
+        std::string data(4096, '\0');
+        ssize_t n = ::pread(file->fd.get(), data.data(), data.size(), 0);
+        data.resize(n < 0 ? 0 : static_cast<size_t>(n));
+        return data;
+    }
+
+    std::unique_ptr<fs::Union> fs_;
+};
+
+struct RuleCase {
+    const char* name;
+    std::vector<std::vector<Shape>> layers;  // top first
+    std::map<std::string, std::string> expected;
+};
+
+class UnionRules : public ::testing::TestWithParam<RuleCase> {};
+
+TEST_P(UnionRules, ShowsTheExpectedTree) {
+    const RuleCase& rule = GetParam();
+    TempLayers temp;
+    std::vector<std::string> lowers;
+    for (const auto& layer : rule.layers) lowers.push_back(temp.add_layer(layer));
+    UnionView view(lowers, temp.mountpoint());
+    EXPECT_EQ(view.tree(), rule.expected);
+}
+
+using S = Shape;
+INSTANTIATE_TEST_SUITE_P(
+    Table, UnionRules,
+    ::testing::Values(
+        RuleCase{"TopmostFileWins",
+                 {{{S::file, "a", "top"}}, {{S::file, "a", "bottom"}, {S::file, "b", "b"}}},
+                 {{"a", "f:top"}, {"b", "f:b"}}},
+        RuleCase{"DirectoriesMerge",
+                 {{{S::file, "d/x", "1"}}, {{S::file, "d/y", "2"}, {S::file, "d/x", "old"}}},
+                 {{"d", "d"}, {"d/x", "f:1"}, {"d/y", "f:2"}}},
+        RuleCase{"WhiteoutHidesAndIsHidden",
+                 {{{S::whiteout, "gone"}}, {{S::file, "gone", "x"}, {S::file, "kept", "k"}}},
+                 {{"kept", "f:k"}}},
+        RuleCase{"WhiteoutInTheMiddleStopsTheWalk",
+                 {{{S::file, "other", "o"}}, {{S::whiteout, "d"}}, {{S::file, "d/deep", "x"}}},
+                 {{"other", "f:o"}}},
+        RuleCase{"OpaqueDirectoryHidesBelow",
+                 {{{S::opaque_dir, "d"}, {S::file, "d/new", "n"}}, {{S::file, "d/old", "o"}}},
+                 {{"d", "d"}, {"d/new", "f:n"}}},
+        RuleCase{"OpaqueValueXIsNotOpaque",
+                 {{{S::opaque_x_dir, "d"}, {S::file, "d/new", "n"}}, {{S::file, "d/old", "o"}}},
+                 {{"d", "d"}, {"d/new", "f:n"}, {"d/old", "f:o"}}},
+        RuleCase{"FileAboveDirectoryHidesIt",
+                 {{{S::file, "d", "file"}}, {{S::file, "d/inside", "x"}}},
+                 {{"d", "f:file"}}},
+        RuleCase{"DirectoryAboveFileDoesNotMergeIt",
+                 {{{S::file, "d/inside", "x"}}, {{S::file, "d", "file"}}},
+                 {{"d", "d"}, {"d/inside", "f:x"}}},
+        RuleCase{"FileBetweenDirectoriesCutsTheMerge",
+                 {{{S::file, "d/a", "a"}}, {{S::file, "d", "f"}}, {{S::file, "d/c", "c"}}},
+                 {{"d", "d"}, {"d/a", "f:a"}}},
+        RuleCase{"SymlinksAreData",
+                 {{{S::symlink, "up", "/etc"}, {S::symlink, "dangling", "../../nowhere"}}},
+                 {{"up", "l:/etc"}, {"dangling", "l:../../nowhere"}}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(UnionLookup, NamesOver255BytesAreTooLong) {
+    TempLayers temp;
+    UnionView view({temp.add_layer({{S::file, "a", "x"}})}, temp.mountpoint());
+    auto found = fs::find_in_layers(view.fs(), *view.fs().nodes().root(), std::string(256, 'n'));
+    ASSERT_FALSE(found.ok());
+    EXPECT_EQ(found.error().value, ENAMETOOLONG);
+}
+
+TEST(UnionLookup, HardLinksShareOneNode) {
+    TempLayers temp;
+    const std::string layer = temp.add_layer({{S::file, "a", "x"}});
+    ASSERT_EQ(::link((layer + "/a").c_str(), (layer + "/b").c_str()), 0);
+    UnionView view({layer}, temp.mountpoint());
+    auto a = fs::lookup(view.fs(), view.fs().nodes().root(), "a");
+    auto b = fs::lookup(view.fs(), view.fs().nodes().root(), "b");
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->node, b->node);
+    EXPECT_EQ(a->attr.st_ino, b->attr.st_ino);
+    EXPECT_EQ(a->attr.st_nlink, 2u);
+}
+
+TEST(UnionLookup, ForgetReleasesTheNode) {
+    TempLayers temp;
+    UnionView view({temp.add_layer({{S::file, "a", "x"}})}, temp.mountpoint());
+    core::InodeTable& nodes = view.fs().nodes();
+    auto first = fs::lookup(view.fs(), nodes.root(), "a");
+    auto second = fs::lookup(view.fs(), nodes.root(), "a");
+    ASSERT_TRUE(first.ok() && second.ok());
+    const auto id = nodes.id_of(*first->node);
+    EXPECT_EQ(nodes.size(), 1u);
+    nodes.forget(id, 1);
+    EXPECT_EQ(nodes.size(), 1u);
+    nodes.forget(id, 1);
+    EXPECT_EQ(nodes.size(), 0u);
+}
+
+TEST(UnionXattrs, OverlayNamesAreHiddenAndEscapedOnesShown) {
+    EXPECT_EQ(fs::shown_xattr_name("user.foo"), "user.foo");
+    EXPECT_EQ(fs::shown_xattr_name("trusted.overlay.opaque"), std::nullopt);
+    EXPECT_EQ(fs::shown_xattr_name("user.overlay.origin"), std::nullopt);
+    EXPECT_EQ(fs::shown_xattr_name("trusted.overlay.overlay.opaque"), "trusted.overlay.opaque");
+    EXPECT_EQ(fs::escape_xattr_name("user.overlay.x"), "user.overlay.overlay.x");
+    EXPECT_EQ(fs::escape_xattr_name("user.other"), "user.other");
+}
+
+TEST(UnionStack, RootOfEveryLayerContributes) {
+    TempLayers temp;
+    UnionView view({temp.add_layer({{S::file, "a", "1"}}), temp.add_layer({{S::file, "b", "2"}}),
+                    temp.add_layer({{S::file, "c", "3"}})},
+                   temp.mountpoint());
+    EXPECT_EQ(view.tree(),
+              (std::map<std::string, std::string>{{"a", "f:1"}, {"b", "f:2"}, {"c", "f:3"}}));
+}
+
+}  // namespace
+}  // namespace layerfs
