@@ -10,19 +10,29 @@
 namespace layerfs::fs {
 namespace {
 
+// What one layer says about the name.
+struct LayerAnswer {
+    std::optional<struct stat> st;  // the object, unless absent or a whiteout
+    bool whiteout = false;          // the name is deleted for this layer and below
+    bool hides_below = false;       // an OCI .wh.NAME beside an object: it hides only below
+    DirMarks marks;                 // for a directory
+};
+
 // The state of one walk down the layers.
 struct Walk {
     std::optional<LookupHit> hit;
     bool stop = false;
 
-    void see(std::size_t layer, const struct stat& st, bool opaque_dir) {
-        if (is_whiteout(st)) {
+    void see(std::size_t layer, const LayerAnswer& answer) {
+        if (answer.whiteout) {
             stop = true;
             return;
         }
+        if (!answer.st) return;
+        const struct stat& st = *answer.st;
         const bool is_dir = S_ISDIR(st.st_mode);
         if (!hit) {
-            hit = LookupHit{st, core::Placement{layer, {}}};
+            hit = LookupHit{st, core::Placement{layer, {}, {}}};
             if (!is_dir) {
                 stop = true;
                 return;
@@ -32,9 +42,54 @@ struct Walk {
             return;
         }
         hit->placement.dir_layers.push_back(layer);
-        if (opaque_dir) stop = true;
+        if (answer.marks.has_xattr_whiteouts) {
+            hit->placement.xattr_whiteout_layers.push_back(layer);
+        }
+        if (answer.marks.opaque || answer.hides_below) stop = true;
     }
 };
+
+Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
+                              const core::Placement& parent_placement, std::size_t layer,
+                              const std::string& name, bool below_matters) {
+    LayerAnswer answer;
+    auto dir = fs.stack().dir_fd(parent, layer);
+    if (!dir) return dir.error();
+    const int dirfd = (*dir)->get();
+    const bool is_lower = !fs.stack().layer(layer).is_upper();
+    if (is_lower && is_marker_name(name)) return answer;  // markers are never entries
+
+    auto st = sys::stat_at(dirfd, name);
+    if (!st && st.error().value != ENOENT) return st.error();
+    const bool deleted_here =
+        st && (is_whiteout(*st) || (parent_placement.has_xattr_whiteouts(layer) &&
+                                    is_xattr_whiteout(dirfd, name, *st)));
+    if (deleted_here) {
+        answer.whiteout = true;
+        return answer;
+    }
+    if (is_lower && below_matters) {
+        if (auto marker = whiteout_marker_for(name)) {
+            if (sys::stat_at(dirfd, *marker)) {
+                // OCI: a whiteout applies to the layers below, never to its own layer.
+                if (!st) {
+                    answer.whiteout = true;
+                    return answer;
+                }
+                answer.hides_below = true;
+            }
+        }
+    }
+    if (!st) return answer;
+    if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
+        answer.marks = read_dir_marks(dirfd, name, is_lower);
+    } else if (S_ISDIR(st->st_mode)) {
+        // Xattr whiteouts matter for the directory's own entries even at the bottom.
+        answer.marks.has_xattr_whiteouts = read_dir_marks(dirfd, name, false).has_xattr_whiteouts;
+    }
+    answer.st = *st;
+    return answer;
+}
 
 }  // namespace
 
@@ -44,20 +99,13 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
     if (name.empty() || name == "." || name == "..") return Errno{ENOENT};
 
     const core::Placement parent_placement = parent.placement();
+    const std::vector<std::size_t>& layers = parent_placement.dir_layers;
     Walk walk;
-    for (std::size_t i = 0; i < parent_placement.dir_layers.size() && !walk.stop; ++i) {
-        const std::size_t layer = parent_placement.dir_layers[i];
-        auto dir = fs.stack().dir_fd(parent, layer);
-        if (!dir) return dir.error();
-        auto st = sys::stat_at((*dir)->get(), name);
-        if (!st) {
-            if (st.error().value == ENOENT) continue;
-            return st.error();
-        }
-        // Opacity matters only when something lies below.
-        const bool is_last = i + 1 == parent_placement.dir_layers.size();
-        const bool opaque = S_ISDIR(st->st_mode) && !is_last && is_opaque_dir((*dir)->get(), name);
-        walk.see(layer, *st, opaque);
+    for (std::size_t i = 0; i < layers.size() && !walk.stop; ++i) {
+        const bool below_matters = i + 1 < layers.size();
+        auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, below_matters);
+        if (!answer) return answer.error();
+        walk.see(layers[i], *answer);
     }
     if (!walk.hit) return Errno{ENOENT};
     return std::move(*walk.hit);

@@ -8,6 +8,13 @@
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::fs {
+namespace {
+
+// Names a layer deletes for the layers below it (OCI .wh.NAME markers). They are applied
+// after the layer's own entries: a marker never hides an entry of its own layer.
+using DeletedBelow = std::vector<std::string>;
+
+}  // namespace
 
 Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
     if (!dir.is_dir()) return Errno{ENOTDIR};
@@ -18,21 +25,35 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
     for (std::size_t layer_index : placement.dir_layers) {
         auto dir_fd = fs.stack().dir_fd(dir, layer_index);
         if (!dir_fd) return dir_fd.error();
-        auto entries = sys::read_dir_entries((*dir_fd)->get());
+        const int fd = (*dir_fd)->get();
+        auto entries = sys::read_dir_entries(fd);
         if (!entries) return entries.error();
         const core::Layer& layer = fs.stack().layer(layer_index);
+        const bool is_lower = !layer.is_upper();
+        const bool xattr_whiteouts = placement.has_xattr_whiteouts(layer_index);
+        DeletedBelow deleted_below;
         for (sys::DirEntry& entry : *entries) {
+            if (is_lower && is_marker_name(entry.name)) {
+                if (auto target = whiteout_target(entry.name)) {
+                    deleted_below.push_back(std::move(*target));
+                }
+                continue;
+            }
             if (!settled.insert(entry.name).second) continue;
             mode_t type = DTTOIF(entry.type);
-            if (entry.type == DT_CHR || entry.type == DT_UNKNOWN) {
-                auto st = sys::stat_at((*dir_fd)->get(), entry.name);
+            const bool may_be_whiteout = entry.type == DT_CHR || entry.type == DT_UNKNOWN ||
+                                         (xattr_whiteouts && entry.type == DT_REG);
+            if (may_be_whiteout) {
+                auto st = sys::stat_at(fd, entry.name);
                 if (!st) continue;  // gone since the listing: nothing to show
                 if (is_whiteout(*st)) continue;
+                if (xattr_whiteouts && is_xattr_whiteout(fd, entry.name, *st)) continue;
                 type = st->st_mode & S_IFMT;
             }
             merged.push_back(MergedEntry{std::move(entry.name), type,
                                          fs.stack().inos().map(layer.dev(), entry.ino)});
         }
+        for (std::string& name : deleted_below) settled.insert(std::move(name));
     }
     return merged;
 }

@@ -1,5 +1,6 @@
 #include "layerfs/fs/union.hpp"
 
+#include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::fs {
@@ -8,7 +9,15 @@ namespace {
 core::InodeTable make_table(core::Stack& stack) {
     core::Placement root;
     root.layer = 0;
-    for (const core::Layer& layer : stack.layers()) root.dir_layers.push_back(layer.index());
+    for (const core::Layer& layer : stack.layers()) {
+        root.dir_layers.push_back(layer.index());
+        // Only the OCI marker makes a layer's root opaque: an image layer may start afresh.
+        const DirMarks marks = read_dir_marks(layer.root_fd(), "", !layer.is_upper());
+        if (marks.has_xattr_whiteouts) root.xattr_whiteout_layers.push_back(layer.index());
+        if (sys::stat_at(layer.root_fd(), std::string(kOpaqueMarker)) && !layer.is_upper()) {
+            break;
+        }
+    }
     const core::Layer& top = stack.layers().front();
     // The root was stat'ed when the stack was opened; it cannot fail on an open fd.
     const struct stat st = sys::stat_fd(top.root_fd()).value();

@@ -1,8 +1,12 @@
 #include "layerfs/fs/whiteout.hpp"
 
+#include <fcntl.h>
 #include <sys/sysmacros.h>
 
+#include <climits>
+
 #include "layerfs/core/overlay_xattr.hpp"
+#include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
@@ -11,10 +15,48 @@ bool is_whiteout(const struct stat& st) {
     return S_ISCHR(st.st_mode) && major(st.st_rdev) == 0 && minor(st.st_rdev) == 0;
 }
 
-bool is_opaque_dir(int dirfd, const std::string& name) {
+bool is_marker_name(std::string_view name) {
+    return name.starts_with(kWhiteoutPrefix);
+}
+
+std::optional<std::string> whiteout_target(std::string_view name) {
+    if (!is_marker_name(name) || name == kOpaqueMarker) return std::nullopt;
+    std::string_view target = name.substr(kWhiteoutPrefix.size());
+    if (target.empty() || target == "." || target == "..") return std::nullopt;
+    return std::string(target);
+}
+
+std::optional<std::string> whiteout_marker_for(std::string_view name) {
+    if (name.size() + kWhiteoutPrefix.size() > NAME_MAX) return std::nullopt;
+    return std::string(kWhiteoutPrefix) + std::string(name);
+}
+
+DirMarks read_dir_marks(int dirfd, const std::string& name, bool is_lower) {
+    DirMarks marks;
     for (const char* xattr : core::kOpaqueXattrs) {
         auto value = sys::get_xattr(dirfd, name, xattr);
-        if (value && *value == "y") return true;
+        if (!value) continue;
+        if (*value == "y") {
+            marks.opaque = true;
+            return marks;
+        }
+        // "x" is the kernel's "holds xattr whiteouts" and is not opaque.
+        if (*value == "x") marks.has_xattr_whiteouts = true;
+    }
+    if (is_lower) {
+        // The marker is looked up through a handle on the directory itself, so a layer
+        // cannot point the check elsewhere with a symlink.
+        Result<sys::UniqueFd> dir = name.empty() ? sys::reopen(dirfd, O_PATH | O_DIRECTORY)
+                                                 : sys::open_dir_path(dirfd, name);
+        if (dir && sys::stat_at(dir->get(), std::string(kOpaqueMarker))) marks.opaque = true;
+    }
+    return marks;
+}
+
+bool is_xattr_whiteout(int dirfd, const std::string& name, const struct stat& st) {
+    if (!S_ISREG(st.st_mode) || st.st_size != 0) return false;
+    for (const char* xattr : core::kWhiteoutXattrs) {
+        if (sys::get_xattr(dirfd, name, xattr)) return true;
     }
     return false;
 }

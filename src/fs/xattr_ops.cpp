@@ -26,7 +26,11 @@ std::string escape_xattr_name(const std::string& name) {
 
 std::optional<std::string> shown_xattr_name(const std::string& stored) {
     const std::size_t prefix = overlay_prefix_length(stored);
-    if (prefix == 0) return stored;
+    if (prefix == 0) {
+        // fuse-overlayfs's own records have no escaped form: never shown.
+        if (core::is_private_xattr(stored)) return std::nullopt;
+        return stored;
+    }
     if (std::string_view(stored).substr(prefix).starts_with(kEscape)) {
         return stored.substr(0, prefix) + stored.substr(prefix + kEscape.size());
     }
@@ -34,6 +38,7 @@ std::optional<std::string> shown_xattr_name(const std::string& stored) {
 }
 
 Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::string& name) {
+    if (!shown_xattr_name(escape_xattr_name(name))) return Errno{ENODATA};
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
     return sys::get_xattr(where->dir->get(), where->name, escape_xattr_name(name));

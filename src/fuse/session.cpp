@@ -10,6 +10,7 @@
 
 #include "layerfs/fuse/ops.hpp"
 #include "layerfs/log/log.hpp"
+#include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fuse_ops {
 namespace {
@@ -131,6 +132,11 @@ int serve(fs::Union& fs, const cli::MountConfig& config) {
     std::unique_ptr<fuse_loop_config, LoopConfigDeleter> loop(fuse_loop_cfg_create());
     fuse_loop_cfg_set_clone_fd(loop.get(), 0);
     spdlog::info("mounted on {}", config.mountpoint);
+    if (!sys::trusted_xattrs_visible()) {
+        spdlog::info(
+            "no CAP_SYS_ADMIN in the initial user namespace: trusted.overlay.* marks in the "
+            "layers cannot be read; user.overlay.* and the OCI marker files still work");
+    }
     const int result = fuse_session_loop_mt(session.get(), loop.get());
     fuse_remove_signal_handlers(session.get());
     fuse_session_unmount(session.get());

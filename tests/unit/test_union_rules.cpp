@@ -27,7 +27,17 @@ namespace stdfs = std::filesystem;
 
 // One entry a layer holds: a path relative to the layer and what it is.
 struct Shape {
-    enum Kind { file, dir, whiteout, opaque_dir, symlink, opaque_x_dir } kind;
+    enum Kind {
+        file,
+        dir,
+        whiteout,
+        opaque_dir,
+        symlink,
+        opaque_x_dir,
+        fuse_overlayfs_opaque_dir,
+        xattr_whiteout,
+        linked_whiteout,  // a hard link to the whiteout at `content`, as the kernel makes
+    } kind;
     std::string path;
     std::string content = {};  // file content or symlink target
 };
@@ -71,6 +81,17 @@ class TempLayers {
             }
             case Shape::symlink:
                 stdfs::create_symlink(shape.content, path);
+                break;
+            case Shape::fuse_overlayfs_opaque_dir:
+                stdfs::create_directory(path);
+                ASSERT_EQ(::setxattr(path.c_str(), "user.fuseoverlayfs.opaque", "y", 1, 0), 0);
+                break;
+            case Shape::xattr_whiteout:
+                std::ofstream(path).flush();
+                ASSERT_EQ(::setxattr(path.c_str(), "user.overlay.whiteout", "", 0, 0), 0);
+                break;
+            case Shape::linked_whiteout:
+                stdfs::create_hard_link(path.parent_path() / shape.content, path);
                 break;
         }
     }
@@ -177,6 +198,49 @@ INSTANTIATE_TEST_SUITE_P(
         RuleCase{"FileBetweenDirectoriesCutsTheMerge",
                  {{{S::file, "d/a", "a"}}, {{S::file, "d", "f"}}, {{S::file, "d/c", "c"}}},
                  {{"d", "d"}, {"d/a", "f:a"}}},
+        RuleCase{"OciWhiteoutHidesBelowAndIsHidden",
+                 {{{S::file, ".wh.gone"}, {S::file, "top", "t"}},
+                  {{S::file, "gone", "x"}, {S::file, "kept", "k"}}},
+                 {{"kept", "f:k"}, {"top", "f:t"}}},
+        RuleCase{"OciWhiteoutSparesItsOwnLayer",
+                 {{{S::file, ".wh.both"}, {S::file, "both", "mine"}}, {{S::file, "both", "below"}}},
+                 {{"both", "f:mine"}}},
+        RuleCase{"OciWhiteoutBesideDirectoryCutsTheMerge",
+                 {{{S::file, ".wh.d"}, {S::file, "d/mine", "m"}}, {{S::file, "d/below", "b"}}},
+                 {{"d", "d"}, {"d/mine", "f:m"}}},
+        RuleCase{"OciWhiteoutOverDirectory",
+                 {{{S::file, "d/.wh.sub"}}, {{S::file, "d/sub/deep", "x"}, {S::file, "d/f", "f"}}},
+                 {{"d", "d"}, {"d/f", "f:f"}}},
+        RuleCase{
+            "OciOpaqueMarker",
+            {{{S::file, "d/.wh..wh..opq"}, {S::file, "d/new", "n"}}, {{S::file, "d/old", "o"}}},
+            {{"d", "d"}, {"d/new", "f:n"}}},
+        RuleCase{"OciOpaqueMarkerAtLayerRoot",
+                 {{{S::file, ".wh..wh..opq"}, {S::file, "new", "n"}}, {{S::file, "old", "o"}}},
+                 {{"new", "f:n"}}},
+        RuleCase{"MarkersOfTheBottomLayerAreHiddenToo",
+                 {{{S::file, "a", "a"}}, {{S::file, ".wh.a"}, {S::file, ".wh..wh..opq"}}},
+                 {{"a", "f:a"}}},
+        RuleCase{"FuseOverlayfsOpaqueXattr",
+                 {{{S::fuse_overlayfs_opaque_dir, "d"}, {S::file, "d/new", "n"}},
+                  {{S::file, "d/old", "o"}}},
+                 {{"d", "d"}, {"d/new", "f:n"}}},
+        RuleCase{"XattrWhiteoutInsideOpaqueXDirectory",
+                 {{{S::opaque_x_dir, "d"}, {S::xattr_whiteout, "d/gone"}},
+                  {{S::file, "d/gone", "x"}, {S::file, "d/kept", "k"}}},
+                 {{"d", "d"}, {"d/kept", "f:k"}}},
+        RuleCase{"XattrWhiteoutNeedsTheDirectoryMark",
+                 {{{S::dir, "d"}, {S::xattr_whiteout, "d/gone"}}, {{S::file, "d/gone", "x"}}},
+                 {{"d", "d"}, {"d/gone", "f:"}}},
+        RuleCase{"SharedWhiteoutLinksAreEachAWhiteout",
+                 {{{S::whiteout, "a"},
+                   {S::linked_whiteout, "b", "a"},
+                   {S::linked_whiteout, "d/c", "../a"}},
+                  {{S::file, "a", "1"},
+                   {S::file, "b", "2"},
+                   {S::file, "d/c", "3"},
+                   {S::file, "d/e", "4"}}},
+                 {{"d", "d"}, {"d/e", "f:4"}}},
         RuleCase{"SymlinksAreData",
                  {{{S::symlink, "up", "/etc"}, {S::symlink, "dangling", "../../nowhere"}}},
                  {{"up", "l:/etc"}, {"dangling", "l:../../nowhere"}}}),
@@ -219,6 +283,7 @@ TEST(UnionLookup, ForgetReleasesTheNode) {
 }
 
 TEST(UnionXattrs, OverlayNamesAreHiddenAndEscapedOnesShown) {
+    EXPECT_EQ(fs::shown_xattr_name("user.fuseoverlayfs.origin"), std::nullopt);
     EXPECT_EQ(fs::shown_xattr_name("user.foo"), "user.foo");
     EXPECT_EQ(fs::shown_xattr_name("trusted.overlay.opaque"), std::nullopt);
     EXPECT_EQ(fs::shown_xattr_name("user.overlay.origin"), std::nullopt);

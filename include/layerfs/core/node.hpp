@@ -20,6 +20,16 @@ struct Placement {
     // For a directory: every layer whose same-named directory contributes, top first
     // (layer included), cut at the first opaque one. Empty for other types.
     std::vector<std::size_t> dir_layers;
+    // The layers among dir_layers whose directory may hold xattr whiteouts (the kernel's
+    // overlay.opaque=x): only there are zero-size files checked for overlay.whiteout.
+    std::vector<std::size_t> xattr_whiteout_layers;
+
+    bool has_xattr_whiteouts(std::size_t layer) const {
+        for (std::size_t l : xattr_whiteout_layers) {
+            if (l == layer) return true;
+        }
+        return false;
+    }
 };
 
 // The real object a node stands for, as the table keys it.

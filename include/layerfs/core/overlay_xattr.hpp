@@ -7,12 +7,18 @@ namespace layerfs::core {
 
 inline constexpr std::string_view kTrustedOverlayPrefix = "trusted.overlay.";
 inline constexpr std::string_view kUserOverlayPrefix = "user.overlay.";
+inline constexpr std::string_view kFuseOverlayfsPrefix = "user.fuseoverlayfs.";
 
-inline constexpr const char* kOpaqueXattrs[] = {"trusted.overlay.opaque", "user.overlay.opaque"};
+// fuse-overlayfs marks opaque directories with a name of its own.
+inline constexpr const char* kOpaqueXattrs[] = {"trusted.overlay.opaque", "user.overlay.opaque",
+                                                "user.fuseoverlayfs.opaque"};
+inline constexpr const char* kWhiteoutXattrs[] = {"trusted.overlay.whiteout",
+                                                  "user.overlay.whiteout"};
 
 // True for names that belong to the union's plumbing and are never shown through the mount.
 inline bool is_private_xattr(std::string_view name) {
-    return name.starts_with(kTrustedOverlayPrefix) || name.starts_with(kUserOverlayPrefix);
+    return name.starts_with(kTrustedOverlayPrefix) || name.starts_with(kUserOverlayPrefix) ||
+           name.starts_with(kFuseOverlayfsPrefix);
 }
 
 }  // namespace layerfs::core

@@ -1,19 +1,47 @@
 // How a layer marks a name deleted (whiteout) or a directory as hiding what is below it
-// (opaque). DESIGN.md §2.
+// (opaque), in every dialect layerfs reads (DESIGN.md §2):
+//   kernel:          char device 0/0; overlay.opaque=y (trusted. or user.); a zero-size
+//                    file with overlay.whiteout inside a directory whose opaque value is x
+//   OCI / AUFS:      a file .wh.NAME; a file .wh..wh..opq inside an opaque directory
+//   fuse-overlayfs:  user.fuseoverlayfs.opaque=y, and the OCI files where it had no mknod
+// The OCI names are markers only in lower layers: in the upper they are ordinary names.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace layerfs::fs {
+
+inline constexpr std::string_view kWhiteoutPrefix = ".wh.";
+inline constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
 // The kernel's whiteout: a character device 0/0.
 bool is_whiteout(const struct stat& st);
 
-// True when the directory NAME under DIRFD (or DIRFD itself, NAME empty) carries
-// overlay.opaque=y in the trusted. or user. namespace. "x" only marks a directory that
-// holds xattr whiteouts and is not opaque.
-bool is_opaque_dir(int dirfd, const std::string& name);
+// True for names that are markers (never shown) in a lower layer.
+bool is_marker_name(std::string_view name);
+
+// For a marker ".wh.NAME", NAME; nothing for the opaque marker or an ordinary name.
+std::optional<std::string> whiteout_target(std::string_view name);
+
+// The marker file ".wh.NAME" names, or nothing when NAME is too long to have one.
+std::optional<std::string> whiteout_marker_for(std::string_view name);
+
+// What a directory's own marks say about the layers below it.
+struct DirMarks {
+    bool opaque = false;               // hides the same directory in every layer below
+    bool has_xattr_whiteouts = false;  // opaque value "x": may hold xattr whiteouts
+};
+
+// The marks of directory NAME under DIRFD (or of DIRFD itself when NAME is empty).
+// IS_LOWER enables the OCI marker file.
+DirMarks read_dir_marks(int dirfd, const std::string& name, bool is_lower);
+
+// True when the entry NAME (stat ST) under DIRFD is a kernel xattr whiteout: a zero-size
+// regular file with overlay.whiteout. Only asked in directories whose marks say so.
+bool is_xattr_whiteout(int dirfd, const std::string& name, const struct stat& st);
 
 }  // namespace layerfs::fs

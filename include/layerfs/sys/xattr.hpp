@@ -14,4 +14,8 @@ Result<std::string> get_xattr(int dirfd, const std::string& name, const std::str
 
 Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name);
 
+// Whether this process can see trusted.* xattrs at all: only with CAP_SYS_ADMIN in the
+// initial user namespace. Elsewhere the kernel answers as if they did not exist.
+bool trusted_xattrs_visible();
+
 }  // namespace layerfs::sys
