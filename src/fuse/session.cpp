@@ -76,6 +76,11 @@ std::string fuse_option_list(const fs::Union& fs, const cli::MountConfig& config
 struct SessionDeleter {
     void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
+// libfuse may grow the argument list it was given into memory of its own.
+struct ArgsReleaser {
+    fuse_args* args;
+    ~ArgsReleaser() { fuse_opt_free_args(args); }
+};
 struct LoopConfigDeleter {
     void operator()(fuse_loop_config* config) const { fuse_loop_cfg_destroy(config); }
 };
@@ -107,6 +112,7 @@ int serve(fs::Union& fs, const cli::MountConfig& config) {
     std::vector<char*> argv;
     for (std::string& word : words) argv.push_back(word.data());
     struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+    ArgsReleaser release_args{&args};
 
     const fuse_lowlevel_ops& ops = operation_table();
     std::unique_ptr<fuse_session, SessionDeleter> session(
