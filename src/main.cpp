@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     // The write side is not built yet: every mount is read-only for now.
-    fs::Union fs(std::move(*stack), fs::UnionOptions{true});
+    fs::UnionOptions options;
+    options.read_only = true;
+    fs::Union fs(std::move(*stack), std::move(options));
     return fuse_ops::serve(fs, config);
 }

@@ -9,9 +9,10 @@
 
 namespace layerfs::core {
 
-InodeTable::InodeTable(Placement root_placement, RealId root_real, ino_t root_ino)
+InodeTable::InodeTable(Placement root_placement, RealId root_real, ino_t root_ino,
+                       bool root_in_upper)
     : root_(std::make_shared<Node>(0, Alias{}, S_IFDIR, std::move(root_placement), root_real,
-                                   root_ino)) {}
+                                   root_ino, root_in_upper)) {}
 
 NodePtr InodeTable::get(std::uint64_t id) const {
     if (id == kRootId) return root_;
@@ -26,16 +27,16 @@ std::uint64_t InodeTable::id_of(const Node& node) const {
 }
 
 NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& placement, RealId real,
-                           ino_t ino) {
+                           ino_t ino, bool in_upper) {
     std::lock_guard lock(mutex_);
-    if (real == root_->real()) return root_;  // the root's lookup count is not tracked
+    if (real == root_->real_) return root_;  // the root's lookup count is not tracked
     const Key key{real, static_cast<mode_t>(type & S_IFMT)};
     auto it = by_key_.find(key);
     if (it != by_key_.end()) {
         it->second->lookups_++;
         return it->second;
     }
-    auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino);
+    auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino, in_upper);
     node->lookups_ = 1;
     by_key_.emplace(key, node);
     return node;
@@ -52,11 +53,26 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     }
     node->lookups_ -= n;
     if (node->lookups_ > 0) return;
-    auto it = by_key_.find(Key{node->real(), static_cast<mode_t>(node->type() & S_IFMT)});
+    auto it = by_key_.find(Key{node->real_, static_cast<mode_t>(node->type() & S_IFMT)});
     if (it != by_key_.end() && it->second.get() == node) {
         released = std::move(it->second);
         by_key_.erase(it);
     }
+}
+
+void InodeTable::rekey(Node& node, RealId real) {
+    std::lock_guard lock(mutex_);
+    const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
+    if (&node == root_.get()) {
+        node.real_ = real;
+        return;
+    }
+    auto it = by_key_.find(Key{node.real_, type});
+    node.real_ = real;
+    if (it == by_key_.end() || it->second.get() != &node) return;  // forgotten already
+    NodePtr held = std::move(it->second);
+    by_key_.erase(it);
+    by_key_.emplace(Key{real, type}, std::move(held));
 }
 
 std::size_t InodeTable::size() const {

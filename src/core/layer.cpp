@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "layerfs/core/stack.hpp"
+#include "layerfs/core/upper_setup.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::core {
@@ -144,10 +145,15 @@ Checked<std::unique_ptr<Stack>> Stack::open(const StackSpec& spec, std::size_t d
         layers.emplace_back(lower.path, std::move(lower.fd), layers.size(), LayerRole::lower,
                             lower.id.dev);
     }
-    std::optional<sys::UniqueFd> workdir;
-    if (work) workdir = std::move(work->fd);
+    // Every check passed: only now is anything created or changed.
+    std::optional<WriteSetup> write;
+    if (work) {
+        auto setup = prepare_write_setup(work->fd.get(), work->path, spec.xattr_namespace);
+        if (!setup) return setup.error();
+        write = std::move(*setup);
+    }
     return std::unique_ptr<Stack>(
-        new Stack(std::move(layers), std::move(workdir), dir_cache_capacity));
+        new Stack(std::move(layers), std::move(write), dir_cache_capacity));
 }
 
 }  // namespace layerfs::core

@@ -15,10 +15,10 @@ std::vector<dev_t> devs_of(const std::vector<Layer>& layers) {
 
 }  // namespace
 
-Stack::Stack(std::vector<Layer> layers, std::optional<sys::UniqueFd> workdir,
+Stack::Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
              std::size_t dir_cache_capacity)
     : layers_(std::move(layers)),
-      workdir_(std::move(workdir)),
+      write_(std::move(write)),
       inos_(devs_of(layers_)),
       dirs_(dir_cache_capacity) {}
 

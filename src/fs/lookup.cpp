@@ -119,7 +119,7 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     // Objects are keyed by their real identity, so hard links share one node.
     core::NodePtr node =
         fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT, hit->placement, real,
-                          fs.stack().inos().map(layer.dev(), hit->st.st_ino));
+                          fs.stack().inos().map(layer.dev(), hit->st.st_ino), layer.is_upper());
     return Entry{node, present_attr(*node, hit->st)};
 }
 

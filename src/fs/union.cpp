@@ -22,7 +22,7 @@ core::InodeTable make_table(core::Stack& stack) {
     // The root was stat'ed when the stack was opened; it cannot fail on an open fd.
     const struct stat st = sys::stat_fd(top.root_fd()).value();
     return core::InodeTable(root, core::RealId{st.st_dev, st.st_ino},
-                            stack.inos().map(st.st_dev, st.st_ino));
+                            stack.inos().map(st.st_dev, st.st_ino), top.is_upper());
 }
 
 }  // namespace

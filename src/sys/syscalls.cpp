@@ -112,4 +112,29 @@ Result<std::vector<DirEntry>> read_dir_entries(int fd) {
     return entries;
 }
 
+Result<void> remove_tree_at(int dirfd, const std::string& name) {
+    if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return {};
+    if (errno != EISDIR && errno != EPERM) return last_errno();
+    // A directory: empty it first, one level at a time through fds, so depth is no limit
+    // for paths (the recursion depth is the tree's depth).
+    auto dir = open_at(dirfd, name, O_RDONLY | O_DIRECTORY);
+    if (!dir) {
+        // Mode 000 directories (the kernel's work dir) open for root only; try to fix.
+        if (dir.error().value != EACCES || ::fchmodat(dirfd, name.c_str(), 0700, 0) != 0) {
+            return dir.error();
+        }
+        dir = open_at(dirfd, name, O_RDONLY | O_DIRECTORY);
+        if (!dir) return dir.error();
+    }
+    auto entries = read_dir_entries(dir->get());
+    if (!entries) return entries.error();
+    for (const DirEntry& entry : *entries) {
+        if (auto removed = remove_tree_at(dir->get(), entry.name); !removed) return removed;
+    }
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        return last_errno();
+    }
+    return {};
+}
+
 }  // namespace layerfs::sys

@@ -75,6 +75,24 @@ Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name) 
     }
 }
 
+Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xattr,
+                       const std::string& value, int flags) {
+    const std::string path = xattr_path(dirfd, name);
+    const int rc =
+        name.empty() ? ::setxattr(path.c_str(), xattr.c_str(), value.data(), value.size(), flags)
+                     : ::lsetxattr(path.c_str(), xattr.c_str(), value.data(), value.size(), flags);
+    if (rc != 0) return last_errno();
+    return {};
+}
+
+Result<void> remove_xattr(int dirfd, const std::string& name, const std::string& xattr) {
+    const std::string path = xattr_path(dirfd, name);
+    const int rc = name.empty() ? ::removexattr(path.c_str(), xattr.c_str())
+                                : ::lremovexattr(path.c_str(), xattr.c_str());
+    if (rc != 0) return last_errno();
+    return {};
+}
+
 bool trusted_xattrs_visible() {
     __user_cap_header_struct header{};
     header.version = _LINUX_CAPABILITY_VERSION_3;

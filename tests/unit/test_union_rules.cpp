@@ -106,7 +106,7 @@ class UnionView {
     explicit UnionView(std::vector<std::string> lowers, const std::string& mountpoint) {
         auto stack = core::Stack::open(core::StackSpec{std::move(lowers), {}, {}, mountpoint}, 64);
         if (!stack) throw std::runtime_error(stack.error().text);
-        fs_ = std::make_unique<fs::Union>(std::move(*stack), fs::UnionOptions{true});
+        fs_ = std::make_unique<fs::Union>(std::move(*stack), fs::UnionOptions{.read_only = true});
     }
 
     std::map<std::string, std::string> tree() {

@@ -15,7 +15,7 @@ class InodeTable {
     // The id the kernel uses for the root (FUSE_ROOT_ID); the core does not include FUSE.
     static constexpr std::uint64_t kRootId = 1;
 
-    InodeTable(Placement root_placement, RealId root_real, ino_t root_ino);
+    InodeTable(Placement root_placement, RealId root_real, ino_t root_ino, bool root_in_upper);
 
     const NodePtr& root() const { return root_; }
 
@@ -26,7 +26,11 @@ class InodeTable {
     // The node for the object REAL reached as ALIAS, created if unknown, with its lookup
     // count raised by one (a lookup reply the kernel will count).
     NodePtr intern(const Alias& alias, mode_t type, const Placement& placement, RealId real,
-                   ino_t ino);
+                   ino_t ino, bool in_upper);
+
+    // NODE's object is now REAL (a copy-up made a new one): later lookups of it must find
+    // the same node.
+    void rekey(Node& node, RealId real);
 
     // Lowers the lookup count by N; at zero the table lets go of the node (open handles
     // may still hold it).

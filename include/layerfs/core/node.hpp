@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -48,11 +49,12 @@ struct Alias {
 class Node : public std::enable_shared_from_this<Node> {
   public:
     Node(std::uint64_t serial, Alias alias, mode_t type, Placement placement, RealId real,
-         ino_t ino)
+         ino_t ino, bool in_upper)
         : serial_(serial),
           alias_(std::move(alias)),
           type_(type),
           placement_(std::move(placement)),
+          in_upper_(in_upper),
           real_(real),
           ino_(ino) {}
     Node(const Node&) = delete;
@@ -63,8 +65,10 @@ class Node : public std::enable_shared_from_this<Node> {
     mode_t type() const { return type_; }  // S_IFMT bits
     bool is_dir() const { return (type_ & S_IFMT) == S_IFDIR; }
     bool is_root() const { return alias().parent == nullptr; }
-    RealId real() const { return real_; }
+    // The number shown as st_ino: it stays when the object is copied up.
     ino_t ino() const { return ino_; }
+    // True once the object lives in the upper layer (created there or copied up).
+    bool in_upper() const { return in_upper_.load(std::memory_order_acquire); }
 
     Alias alias() const {
         std::lock_guard lock(mutex_);
@@ -75,15 +79,32 @@ class Node : public std::enable_shared_from_this<Node> {
         return placement_;
     }
 
+    // Where the object lives now, after a copy-up or a change in the upper.
+    void set_placement(Placement placement, bool in_upper) {
+        std::lock_guard lock(mutex_);
+        placement_ = std::move(placement);
+        in_upper_.store(in_upper, std::memory_order_release);
+    }
+    void set_alias(Alias alias) {
+        std::lock_guard lock(mutex_);
+        alias_ = std::move(alias);
+    }
+
+    // Held across a copy-up of this node (and later a rename), so that two requests never
+    // build the same object twice and a reader never sees it half moved.
+    std::mutex& change_mutex() { return change_mutex_; }
+
   private:
     friend class InodeTable;
 
     const std::uint64_t serial_;
     mutable std::mutex mutex_;  // guards alias_ and placement_
+    std::mutex change_mutex_;
     Alias alias_;
     const mode_t type_;
     Placement placement_;
-    const RealId real_;
+    std::atomic<bool> in_upper_;
+    RealId real_;  // the table's key for this node: guarded by the table's mutex
     const ino_t ino_;
     std::uint64_t lookups_ = 0;  // guarded by the table's mutex
 };

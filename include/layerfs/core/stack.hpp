@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "layerfs/core/dir_fd_cache.hpp"
@@ -16,12 +17,29 @@
 
 namespace layerfs::core {
 
+// Which xattr namespace the union's own records are written in (DESIGN.md §2).
+enum class XattrNamespace { automatic, trusted, user };
+
 // The directories a mount is made of, as the user named them.
 struct StackSpec {
     std::vector<std::string> lowerdirs;  // top first
     std::optional<std::string> upperdir;
     std::optional<std::string> workdir;
     std::string mountpoint;
+    XattrNamespace xattr_namespace = XattrNamespace::automatic;
+};
+
+// How deletions are recorded in the upper.
+enum class WhiteoutStyle {
+    device,     // the kernel's char 0/0
+    oci_files,  // .wh.NAME files, where the upper refuses device nodes
+};
+
+// What a writable stack knows about its upper and workdir, probed at mount.
+struct WriteSetup {
+    sys::UniqueFd work;        // WORKDIR/work: temporary objects, moved into place by rename
+    std::string xattr_prefix;  // "trusted.overlay." or "user.overlay."
+    WhiteoutStyle whiteouts;
 };
 
 // A node's object: a directory fd and a name in it, or (empty name) the directory itself.
@@ -40,6 +58,17 @@ class Stack {
     const std::vector<Layer>& layers() const { return layers_; }
     const Layer& layer(std::size_t index) const { return layers_.at(index); }
     bool has_upper() const { return !layers_.empty() && layers_.front().is_upper(); }
+    // Only for a stack with an upper.
+    const Layer& upper() const { return layers_.front(); }
+    const WriteSetup& write_setup() const { return *write_; }
+    int work_fd() const { return write_->work.get(); }
+    // The name of an overlay record (e.g. "opaque") in the namespace this mount writes.
+    std::string overlay_xattr(std::string_view name) const {
+        return write_->xattr_prefix + std::string(name);
+    }
+
+    // Drops the cached fd of NODE's directory in LAYER (after it is removed or replaced).
+    void forget_dir_fd(const Node& node, std::size_t layer) { dirs_.erase(node.serial(), layer); }
     const InoMapper& inos() const { return inos_; }
 
     // The O_PATH fd of directory NODE in LAYER, walking down from the nearest cached
@@ -53,11 +82,11 @@ class Stack {
     Result<sys::UniqueFd> open_node(const Node& node, int flags);
 
   private:
-    Stack(std::vector<Layer> layers, std::optional<sys::UniqueFd> workdir,
+    Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
           std::size_t dir_cache_capacity);
 
     std::vector<Layer> layers_;
-    std::optional<sys::UniqueFd> workdir_;
+    std::optional<WriteSetup> write_;
     InoMapper inos_;
     DirFdCache dirs_;
 };

@@ -2,6 +2,7 @@
 // one of these; none of them knows FUSE.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "layerfs/core/inode_table.hpp"
@@ -9,8 +10,15 @@
 
 namespace layerfs::fs {
 
+enum class CopyUpStep;
+
 struct UnionOptions {
     bool read_only = false;  // no upper, or mounted ro: every change is EROFS
+    // fsync copied-up data before it is moved into place, as the kernel does: after a
+    // power loss the file is the lower one or the whole copy.
+    bool sync_copy_up = true;
+    // Test seam: called after each copy-up step; an error aborts the copy-up there.
+    std::function<Result<void>(CopyUpStep)> copy_up_fault = {};
 };
 
 class Union {
@@ -20,6 +28,7 @@ class Union {
     core::Stack& stack() { return *stack_; }
     core::InodeTable& nodes() { return nodes_; }
     bool read_only() const { return options_.read_only; }
+    const UnionOptions& options() const { return options_; }
 
   private:
     std::unique_ptr<core::Stack> stack_;

@@ -50,6 +50,10 @@ struct DirEntry {
     ino_t ino;
 };
 
+// Removes NAME under DIRFD and, for a directory, everything below it, without following
+// symlinks or crossing into other mounts' trees by name. ENOENT counts as done.
+Result<void> remove_tree_at(int dirfd, const std::string& name);
+
 // Every entry of the directory open at FD (read from the start), without "." and "..".
 // The fd is read, not consumed.
 Result<std::vector<DirEntry>> read_dir_entries(int fd);

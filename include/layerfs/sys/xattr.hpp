@@ -14,6 +14,11 @@ Result<std::string> get_xattr(int dirfd, const std::string& name, const std::str
 
 Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name);
 
+Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xattr,
+                       const std::string& value, int flags = 0);
+
+Result<void> remove_xattr(int dirfd, const std::string& name, const std::string& xattr);
+
 // Whether this process can see trusted.* xattrs at all: only with CAP_SYS_ADMIN in the
 // initial user namespace. Elsewhere the kernel answers as if they did not exist.
 bool trusted_xattrs_visible();

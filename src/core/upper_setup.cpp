@@ -1,0 +1,88 @@
+#include "layerfs/core/upper_setup.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "layerfs/sys/syscalls.hpp"
+
+namespace layerfs::core {
+namespace {
+
+constexpr const char* kWorkName = "work";
+constexpr const char* kProbeName = "#layerfs-probe";
+
+Message problem(const std::string& path, const std::string& what) {
+    return Message{"workdir " + path + ": " + what};
+}
+
+// trusted.* works only with CAP_SYS_ADMIN in the initial namespace; elsewhere the
+// kernel's userxattr convention applies.
+bool can_set_trusted(int work_fd) {
+    const std::string path = sys::proc_fd_path(work_fd);
+    const char* probe = "trusted.overlay.layerfs-probe";
+    if (::setxattr(path.c_str(), probe, "", 0, 0) != 0) return false;
+    ::removexattr(path.c_str(), probe);
+    return true;
+}
+
+bool can_make_whiteout_device(int work_fd) {
+    if (::mknodat(work_fd, kProbeName, S_IFCHR | 0000, makedev(0, 0)) != 0) return false;
+    ::unlinkat(work_fd, kProbeName, 0);
+    return true;
+}
+
+}  // namespace
+
+Checked<WriteSetup> prepare_write_setup(int workdir_fd, const std::string& workdir_path,
+                                        XattrNamespace wanted) {
+    if (::mkdirat(workdir_fd, kWorkName, 0000) != 0 && errno != EEXIST) {
+        return problem(workdir_path, std::string("cannot create work: ") + std::strerror(errno));
+    }
+    auto work = sys::open_at(workdir_fd, kWorkName, O_PATH | O_DIRECTORY);
+    if (!work) {
+        return problem(workdir_path,
+                       std::string("cannot open work: ") + std::strerror(work.error().value));
+    }
+    // A temp object left by a crash was never visible: removing it loses nothing.
+    auto leftovers = sys::read_dir_entries(work->get());
+    if (leftovers) {
+        for (const sys::DirEntry& entry : *leftovers) {
+            if (auto removed = sys::remove_tree_at(work->get(), entry.name); !removed) {
+                spdlog::warn("cannot remove leftover {}/work/{}: {}", workdir_path, entry.name,
+                             std::strerror(removed.error().value));
+            }
+        }
+    }
+
+    WriteSetup setup;
+    switch (wanted) {
+        case XattrNamespace::trusted:
+            setup.xattr_prefix = "trusted.overlay.";
+            break;
+        case XattrNamespace::user:
+            setup.xattr_prefix = "user.overlay.";
+            break;
+        case XattrNamespace::automatic:
+            setup.xattr_prefix =
+                can_set_trusted(work->get()) ? "trusted.overlay." : "user.overlay.";
+            break;
+    }
+    if (can_make_whiteout_device(work->get())) {
+        setup.whiteouts = WhiteoutStyle::device;
+    } else {
+        setup.whiteouts = WhiteoutStyle::oci_files;
+        spdlog::warn(
+            "the upper's filesystem refuses whiteout devices: deletions are recorded "
+            "as .wh.NAME files, which the kernel's overlayfs does not read");
+    }
+    setup.work = std::move(*work);
+    return setup;
+}
+
+}  // namespace layerfs::core

@@ -1,0 +1,186 @@
+#include "layerfs/fs/copy_up.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "layerfs/core/overlay_xattr.hpp"
+#include "layerfs/fs/copy_data.hpp"
+#include "layerfs/fs/workdir.hpp"
+#include "layerfs/sys/syscalls.hpp"
+#include "layerfs/sys/xattr.hpp"
+
+namespace layerfs::fs {
+namespace {
+
+// Where the lower object is and what it is.
+struct Source {
+    core::SharedFd dir;
+    std::string name;
+    struct stat st;
+};
+
+Result<void> step_done(Union& fs, CopyUpStep step) {
+    if (fs.options().copy_up_fault) return fs.options().copy_up_fault(step);
+    return {};
+}
+
+// The object itself, empty: a file gets its data, the others are complete.
+Result<void> build_object(Union& fs, const Source& src, const WorkTemp& temp,
+                          const CopyUpOptions& options) {
+    const int work = temp.work_fd();
+    const char* name = temp.name().c_str();
+    switch (src.st.st_mode & S_IFMT) {
+        case S_IFREG: {
+            auto out = sys::open_at(work, temp.name(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+            if (!out) return out.error();
+            if (!options.skip_data && src.st.st_size > 0) {
+                auto in = sys::open_at(src.dir->get(), src.name, O_RDONLY);
+                if (!in) return in.error();
+                auto copied = copy_file_data(in->get(), out->get(), src.st.st_size);
+                if (!copied) return copied.error();
+            }
+            if (fs.options().sync_copy_up && ::fsync(out->get()) != 0) return last_errno();
+            return {};
+        }
+        case S_IFDIR:
+            if (::mkdirat(work, name, 0700) != 0) return last_errno();
+            return {};
+        case S_IFLNK: {
+            auto target = sys::read_link_at(src.dir->get(), src.name);
+            if (!target) return target.error();
+            if (::symlinkat(target->c_str(), work, name) != 0) return last_errno();
+            return {};
+        }
+        default:
+            // Fifos, sockets and devices are made anew, never opened.
+            if (::mknodat(work, name, (src.st.st_mode & S_IFMT) | 0600, src.st.st_rdev) != 0) {
+                return last_errno();
+            }
+            return {};
+    }
+}
+
+// Owner before xattrs and mode: chown clears setuid/setgid and security.capability.
+Result<void> copy_owner(const Source& src, const WorkTemp& temp) {
+    if (::fchownat(temp.work_fd(), temp.name().c_str(), src.st.st_uid, src.st.st_gid,
+                   AT_SYMLINK_NOFOLLOW) != 0) {
+        // An unprivileged daemon keeps its own ownership ("when permitted").
+        if (errno != EPERM) return last_errno();
+    }
+    return {};
+}
+
+Result<void> copy_xattrs(const Source& src, const WorkTemp& temp) {
+    auto names = sys::list_xattr(src.dir->get(), src.name);
+    if (!names) {
+        if (names.error().value == ENOTSUP) return {};
+        return names.error();
+    }
+    for (const std::string& xattr : *names) {
+        // The lower layer's own union records describe it, not the copy; a user's escaped
+        // overlay.overlay.* names are data and travel.
+        if (core::is_private_xattr(xattr) && !xattr.starts_with("trusted.overlay.overlay.") &&
+            !xattr.starts_with("user.overlay.overlay.")) {
+            continue;
+        }
+        auto value = sys::get_xattr(src.dir->get(), src.name, xattr);
+        if (!value) {
+            if (value.error().value == ENODATA) continue;
+            return value.error();
+        }
+        auto set = sys::set_xattr(temp.work_fd(), temp.name(), xattr, *value);
+        if (!set) {
+            const int error = set.error().value;
+            // user.* cannot live on symlinks and special files; trusted.* needs privilege.
+            if (error == EPERM || error == ENOTSUP) {
+                spdlog::debug("copy-up of {}: xattr {} not kept: {}", src.name, xattr,
+                              std::strerror(error));
+                continue;
+            }
+            return set.error();
+        }
+    }
+    return {};
+}
+
+Result<void> copy_mode(const Source& src, const WorkTemp& temp) {
+    if (S_ISLNK(src.st.st_mode)) return {};  // a symlink's mode means nothing
+    if (::fchmodat(temp.work_fd(), temp.name().c_str(), src.st.st_mode & 07777, 0) != 0) {
+        return last_errno();
+    }
+    return {};
+}
+
+Result<void> copy_times(const Source& src, const WorkTemp& temp) {
+    const struct timespec times[2] = {src.st.st_atim, src.st.st_mtim};
+    if (::utimensat(temp.work_fd(), temp.name().c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+        return last_errno();
+    }
+    return {};
+}
+
+Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOptions& options) {
+    core::Stack& stack = fs.stack();
+    const core::Placement placement = node->placement();
+    const core::Alias alias = node->alias();
+
+    auto src_dir = stack.dir_fd(*alias.parent, placement.layer);
+    if (!src_dir) return src_dir.error();
+    auto src_st = sys::stat_at((*src_dir)->get(), alias.name);
+    if (!src_st) return src_st.error();
+    const Source src{std::move(*src_dir), alias.name, *src_st};
+    auto upper_dir = stack.dir_fd(*alias.parent, stack.upper().index());
+    if (!upper_dir) return upper_dir.error();
+
+    WorkTemp temp(stack);
+    using Step = Result<void> (*)(const Source&, const WorkTemp&);
+    if (auto built = build_object(fs, src, temp, options); !built) return built;
+    if (auto fault = step_done(fs, CopyUpStep::data); !fault) return fault;
+    const std::pair<Step, CopyUpStep> steps[] = {{copy_owner, CopyUpStep::owner},
+                                                 {copy_xattrs, CopyUpStep::xattrs},
+                                                 {copy_mode, CopyUpStep::mode},
+                                                 {copy_times, CopyUpStep::times}};
+    for (const auto& [run, step] : steps) {
+        if (auto done = run(src, temp); !done) return done;
+        if (auto fault = step_done(fs, step); !fault) return fault;
+    }
+    if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault;
+    if (auto moved = temp.move_into_place((*upper_dir)->get(), alias.name, RENAME_NOREPLACE);
+        !moved) {
+        return moved;
+    }
+
+    auto copied = sys::stat_at((*upper_dir)->get(), alias.name);
+    if (!copied) return copied.error();
+    core::Placement upper_placement = placement;
+    upper_placement.layer = stack.upper().index();
+    if (node->is_dir()) {
+        upper_placement.dir_layers.insert(upper_placement.dir_layers.begin(),
+                                          stack.upper().index());
+    }
+    node->set_placement(std::move(upper_placement), true);
+    fs.nodes().rekey(*node, core::RealId{copied->st_dev, copied->st_ino});
+    return {};
+}
+
+}  // namespace
+
+Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options) {
+    if (node->in_upper()) return {};
+    if (!fs.stack().has_upper()) return Errno{EROFS};
+    // Ancestors first: the copy's parent must exist in the upper to receive it.
+    const core::NodePtr parent = node->alias().parent;
+    if (parent) {
+        if (auto up = copy_up(fs, parent); !up) return up;
+    }
+    std::lock_guard lock(node->change_mutex());
+    if (node->in_upper()) return {};  // another request did it while we waited
+    return copy_up_locked(fs, node, options);
+}
+
+}  // namespace layerfs::fs
