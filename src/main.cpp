@@ -1,5 +1,6 @@
 // layerfs: command line → open the stack → serve the mount → exit status.
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     log::log_to_stderr(config.log_level);
 
     const std::size_t fd_limit = raise_fd_limit();
+    // New objects get exactly the mode we give them: the caller's umask is applied by the
+    // union, which knows when a default ACL replaces it.
+    ::umask(0);
     // Layer roots are opened before daemonizing, which changes to "/": relative paths work.
     auto stack = core::Stack::open(
         core::StackSpec{config.lowerdirs, config.upperdir, config.workdir, config.mountpoint},
@@ -43,9 +47,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "layerfs: %s\n", stack.error().text.c_str());
         return 1;
     }
-    // The write side is not built yet: every mount is read-only for now.
     fs::UnionOptions options;
-    options.read_only = true;
+    options.read_only = config.read_only || !config.upperdir;
     fs::Union fs(std::move(*stack), std::move(options));
     return fuse_ops::serve(fs, config);
 }

@@ -1,7 +1,10 @@
 #include "layerfs/fs/attr.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include "layerfs/fs/copy_up.hpp"
+#include "layerfs/fs/file_ops.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::fs {
@@ -20,6 +23,80 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
                                   : sys::stat_at(where->dir->get(), where->name);
     if (!st) return st.error();
     return present_attr(node, *st);
+}
+
+namespace {
+
+// The path a directory's own fd stands for: chmod and utimens have no fd-only form that
+// takes an O_PATH fd, so they follow the /proc magic link to it.
+std::string self_path(const core::Location& where) {
+    return sys::proc_fd_path(where.dir->get());
+}
+
+Result<void> change_owner(const core::Location& where, const AttrChange& change) {
+    if (!change.uid && !change.gid) return {};
+    const uid_t uid = change.uid.value_or(static_cast<uid_t>(-1));
+    const gid_t gid = change.gid.value_or(static_cast<gid_t>(-1));
+    const int flags = AT_SYMLINK_NOFOLLOW | (where.name.empty() ? AT_EMPTY_PATH : 0);
+    if (::fchownat(where.dir->get(), where.name.c_str(), uid, gid, flags) != 0) {
+        return last_errno();
+    }
+    return {};
+}
+
+Result<void> change_mode(const core::Node& node, const core::Location& where,
+                         const AttrChange& change) {
+    if (!change.mode || (node.type() & S_IFMT) == S_IFLNK) return {};
+    const mode_t mode = *change.mode & 07777;
+    const int rc = where.name.empty() ? ::chmod(self_path(where).c_str(), mode)
+                                      : ::fchmodat(where.dir->get(), where.name.c_str(), mode, 0);
+    if (rc != 0) return last_errno();
+    return {};
+}
+
+Result<void> change_size(Union& fs, const core::Node& node, const core::Location& where,
+                         const AttrChange& change, OpenFile* file) {
+    if (!change.size) return {};
+    if (node.is_dir()) return Errno{EISDIR};
+    if ((node.type() & S_IFMT) != S_IFREG) return Errno{EINVAL};
+    if (file) {
+        auto fd = file->fd(fs);
+        if (fd && ::ftruncate((*fd)->get(), *change.size) == 0) return {};
+        // A handle opened read-only cannot truncate: fall back to the name, as truncate(2).
+    }
+    auto fd = sys::open_at(where.dir->get(), where.name, O_WRONLY);
+    if (!fd) return fd.error();
+    if (::ftruncate(fd->get(), *change.size) != 0) return last_errno();
+    return {};
+}
+
+Result<void> change_times(const core::Location& where, const AttrChange& change) {
+    if (!change.atime && !change.mtime) return {};
+    const struct timespec omit { 0, UTIME_OMIT };
+    const struct timespec times[2] = {change.atime.value_or(omit), change.mtime.value_or(omit)};
+    const int rc = where.name.empty() ? ::utimensat(AT_FDCWD, self_path(where).c_str(), times, 0)
+                                      : ::utimensat(where.dir->get(), where.name.c_str(), times,
+                                                    AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) return last_errno();
+    return {};
+}
+
+}  // namespace
+
+Result<struct stat> setattr(Union& fs, const core::NodePtr& node, const AttrChange& change,
+                            OpenFile* file) {
+    if (fs.read_only()) return Errno{EROFS};
+    const bool emptied = change.size && *change.size == 0 && (node->type() & S_IFMT) == S_IFREG;
+    if (auto up = copy_up(fs, node, CopyUpOptions{.skip_data = emptied}); !up) {
+        return up.error();
+    }
+    auto where = fs.stack().locate(*node);
+    if (!where) return where.error();
+    if (auto done = change_owner(*where, change); !done) return done.error();
+    if (auto done = change_mode(*node, *where, change); !done) return done.error();
+    if (auto done = change_size(fs, *node, *where, change, file); !done) return done.error();
+    if (auto done = change_times(*where, change); !done) return done.error();
+    return getattr(fs, *node);
 }
 
 Result<struct statvfs> statfs(Union& fs) {

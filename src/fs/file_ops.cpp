@@ -1,22 +1,54 @@
 #include "layerfs/fs/file_ops.hpp"
 
 #include <fcntl.h>
+#include <unistd.h>
 
+#include "layerfs/fs/copy_up.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::fs {
+namespace {
+
+// Only the flags that shape how data moves reach the layer; creation and truncation were
+// handled by the union.
+constexpr int kPassedFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_SYNC | O_DSYNC;
+
+bool wants_change(int flags) {
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+}  // namespace
+
+OpenFile::OpenFile(core::NodePtr node, sys::UniqueFd fd, bool in_upper, int flags)
+    : node_(std::move(node)),
+      mutex_(std::make_unique<std::mutex>()),
+      fd_(std::make_shared<const sys::UniqueFd>(std::move(fd))),
+      in_upper_(in_upper),
+      flags_(flags) {}
+
+Result<core::SharedFd> OpenFile::fd(Union& fs) {
+    std::lock_guard lock(*mutex_);
+    if (in_upper_ || !node_->in_upper()) return fd_;
+    auto reopened = fs.stack().open_node(*node_, flags_ & kPassedFlags & ~O_ACCMODE);
+    if (!reopened) return reopened.error();
+    fd_ = std::make_shared<const sys::UniqueFd>(std::move(*reopened));
+    in_upper_ = true;
+    return fd_;
+}
 
 Result<OpenFile> open_file(Union& fs, const core::NodePtr& node, int flags) {
-    const bool wants_change = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-    if (wants_change && fs.read_only()) return Errno{EROFS};
-    if (wants_change) return Errno{EROFS};  // the write side (copy-up) is not built yet
     if (node->is_dir()) return Errno{EISDIR};
-    // Only the flags that shape how data is read reach the layer.
-    const int passed = flags & (O_NONBLOCK | O_DIRECT | O_SYNC | O_DSYNC);
-    auto fd = fs.stack().open_node(*node, O_RDONLY | passed);
+    if (wants_change(flags)) {
+        if (fs.read_only()) return Errno{EROFS};
+        const bool truncating = (flags & O_TRUNC) && (node->type() & S_IFMT) == S_IFREG;
+        if (auto up = copy_up(fs, node, CopyUpOptions{.skip_data = truncating}); !up) {
+            return up.error();
+        }
+    }
+    const int layer_flags = (flags & kPassedFlags) | (flags & O_TRUNC);
+    auto fd = fs.stack().open_node(*node, layer_flags);
     if (!fd) return fd.error();
-    const bool immutable = !fs.stack().layer(node->placement().layer).is_upper();
-    return OpenFile{node, std::move(*fd), immutable};
+    return OpenFile(node, std::move(*fd), node->in_upper(), flags);
 }
 
 Result<std::string> readlink(Union& fs, const core::Node& node) {
@@ -24,6 +56,43 @@ Result<std::string> readlink(Union& fs, const core::Node& node) {
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
     return sys::read_link_at(where->dir->get(), where->name);
+}
+
+Result<void> fsync(Union& fs, OpenFile& file, bool data_only) {
+    auto fd = file.fd(fs);
+    if (!fd) return fd.error();
+    const int rc = data_only ? ::fdatasync((*fd)->get()) : ::fsync((*fd)->get());
+    if (rc != 0) return last_errno();
+    return {};
+}
+
+Result<void> fallocate(Union& fs, OpenFile& file, int mode, off_t offset, off_t length) {
+    auto fd = file.fd(fs);
+    if (!fd) return fd.error();
+    if (::fallocate((*fd)->get(), mode, offset, length) != 0) return last_errno();
+    return {};
+}
+
+Result<off_t> lseek(Union& fs, OpenFile& file, off_t offset, int whence) {
+    auto fd = file.fd(fs);
+    if (!fd) return fd.error();
+    const off_t at = ::lseek((*fd)->get(), offset, whence);
+    if (at < 0) return last_errno();
+    return at;
+}
+
+Result<size_t> copy_file_range(Union& fs, OpenFile& in, off_t in_offset, OpenFile& out,
+                               off_t out_offset, size_t length, unsigned flags) {
+    auto in_fd = in.fd(fs);
+    if (!in_fd) return in_fd.error();
+    auto out_fd = out.fd(fs);
+    if (!out_fd) return out_fd.error();
+    loff_t from = in_offset;
+    loff_t to = out_offset;
+    const ssize_t copied =
+        ::copy_file_range((*in_fd)->get(), &from, (*out_fd)->get(), &to, length, flags);
+    if (copied < 0) return last_errno();
+    return static_cast<size_t>(copied);
 }
 
 }  // namespace layerfs::fs

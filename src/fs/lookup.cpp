@@ -56,8 +56,8 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     auto dir = fs.stack().dir_fd(parent, layer);
     if (!dir) return dir.error();
     const int dirfd = (*dir)->get();
-    const bool is_lower = !fs.stack().layer(layer).is_upper();
-    if (is_lower && is_marker_name(name)) return answer;  // markers are never entries
+    const bool reads_markers = fs.stack().reads_oci_markers(layer);
+    if (reads_markers && is_marker_name(name)) return answer;  // markers are never entries
 
     auto st = sys::stat_at(dirfd, name);
     if (!st && st.error().value != ENOENT) return st.error();
@@ -68,7 +68,7 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         answer.whiteout = true;
         return answer;
     }
-    if (is_lower && below_matters) {
+    if (reads_markers && below_matters) {
         if (auto marker = whiteout_marker_for(name)) {
             if (sys::stat_at(dirfd, *marker)) {
                 // OCI: a whiteout applies to the layers below, never to its own layer.
@@ -82,7 +82,7 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     }
     if (!st) return answer;
     if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
-        answer.marks = read_dir_marks(dirfd, name, is_lower);
+        answer.marks = read_dir_marks(dirfd, name, reads_markers);
     } else if (S_ISDIR(st->st_mode)) {
         // Xattr whiteouts matter for the directory's own entries even at the bottom.
         answer.marks.has_xattr_whiteouts = read_dir_marks(dirfd, name, false).has_xattr_whiteouts;
@@ -93,7 +93,8 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
 
 }  // namespace
 
-Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name) {
+Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
+                                 bool lowers_only) {
     if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
     if (!parent.is_dir()) return Errno{ENOTDIR};
     if (name.empty() || name == "." || name == "..") return Errno{ENOENT};
@@ -102,6 +103,7 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
     const std::vector<std::size_t>& layers = parent_placement.dir_layers;
     Walk walk;
     for (std::size_t i = 0; i < layers.size() && !walk.stop; ++i) {
+        if (lowers_only && fs.stack().layer(layers[i]).is_upper()) continue;
         const bool below_matters = i + 1 < layers.size();
         auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, below_matters);
         if (!answer) return answer.error();

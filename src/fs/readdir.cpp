@@ -1,6 +1,8 @@
 #include "layerfs/fs/readdir.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <unordered_set>
 
@@ -29,11 +31,11 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
         auto entries = sys::read_dir_entries(fd);
         if (!entries) return entries.error();
         const core::Layer& layer = fs.stack().layer(layer_index);
-        const bool is_lower = !layer.is_upper();
+        const bool reads_markers = fs.stack().reads_oci_markers(layer_index);
         const bool xattr_whiteouts = placement.has_xattr_whiteouts(layer_index);
         DeletedBelow deleted_below;
         for (sys::DirEntry& entry : *entries) {
-            if (is_lower && is_marker_name(entry.name)) {
+            if (reads_markers && is_marker_name(entry.name)) {
                 if (auto target = whiteout_target(entry.name)) {
                     deleted_below.push_back(std::move(*target));
                 }
@@ -70,6 +72,15 @@ Result<DirSnapshot> open_dir_snapshot(Union& fs, const core::NodePtr& dir) {
     snapshot.entries.push_back(MergedEntry{"..", S_IFDIR, parent ? parent->ino() : dir->ino()});
     for (MergedEntry& entry : *listed) snapshot.entries.push_back(std::move(entry));
     return snapshot;
+}
+
+Result<void> fsync_dir(Union& fs, const core::Node& dir, bool data_only) {
+    if (!dir.in_upper()) return {};  // lower layers never change
+    auto fd = fs.stack().open_node(dir, O_RDONLY | O_DIRECTORY);
+    if (!fd) return fd.error();
+    const int rc = data_only ? ::fdatasync(fd->get()) : ::fsync(fd->get());
+    if (rc != 0) return last_errno();
+    return {};
 }
 
 }  // namespace layerfs::fs

@@ -1,6 +1,7 @@
 #include "layerfs/fs/xattr_ops.hpp"
 
 #include "layerfs/core/overlay_xattr.hpp"
+#include "layerfs/fs/copy_up.hpp"
 #include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
@@ -54,6 +55,29 @@ Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) 
         if (auto visible = shown_xattr_name(name)) shown.push_back(std::move(*visible));
     }
     return shown;
+}
+
+Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& name,
+                       const std::string& value, int flags) {
+    if (fs.read_only()) return Errno{EROFS};
+    const std::string stored = escape_xattr_name(name);
+    if (!shown_xattr_name(stored)) return Errno{EPERM};  // fuse-overlayfs's records
+    if (auto up = copy_up(fs, node); !up) return up;
+    auto where = fs.stack().locate(*node);
+    if (!where) return where.error();
+    return sys::set_xattr(where->dir->get(), where->name, stored, value, flags);
+}
+
+Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::string& name) {
+    if (fs.read_only()) return Errno{EROFS};
+    const std::string stored = escape_xattr_name(name);
+    if (!shown_xattr_name(stored)) return Errno{ENODATA};
+    // Removing what the object does not have changes nothing and copies nothing up.
+    if (auto present = get_xattr(fs, *node, name); !present) return present.error();
+    if (auto up = copy_up(fs, node); !up) return up;
+    auto where = fs.stack().locate(*node);
+    if (!where) return where.error();
+    return sys::remove_xattr(where->dir->get(), where->name, stored);
 }
 
 }  // namespace layerfs::fs

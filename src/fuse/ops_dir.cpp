@@ -76,7 +76,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
         }
         auto handle = std::make_unique<fs::DirSnapshot>(std::move(*snapshot));
         fi->fh = reinterpret_cast<uint64_t>(handle.get());
-        // Lowers never change: the kernel may keep what it read of the listing.
+        // A read-only union never changes: the kernel may keep what it read of a listing.
         fi->cache_readdir = state_of(req).fs.read_only();
         fi->keep_cache = fi->cache_readdir;
         if (fuse_reply_open(req, fi) == 0) handle.release();
@@ -89,6 +89,13 @@ void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_
 
 void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
     guarded(req, [&] { reply_listing(req, size, off, fi, true); });
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info*) {
+    guarded(req, [&] {
+        auto synced = fs::fsync_dir(state_of(req).fs, *node_of(req, ino), datasync != 0);
+        fuse_reply_err(req, synced ? 0 : synced.error().value);
+    });
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {

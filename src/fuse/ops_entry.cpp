@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "layerfs/fs/attr.hpp"
+#include "layerfs/fs/dir_ops.hpp"
 #include "layerfs/fs/file_ops.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fuse/ops.hpp"
@@ -15,6 +16,98 @@ SessionState& state_of(fuse_req_t req) {
 
 core::NodePtr node_of(fuse_req_t req, fuse_ino_t ino) {
     return state_of(req).fs.nodes().get(ino);
+}
+
+fs::Caller caller_of(fuse_req_t req) {
+    const struct fuse_ctx* ctx = fuse_req_ctx(req);
+    return fs::Caller{ctx->uid, ctx->gid, ctx->umask};
+}
+
+fuse_entry_param entry_param(const SessionState& state, const fs::Entry& entry) {
+    fuse_entry_param param{};
+    param.ino = state.fs.nodes().id_of(*entry.node);
+    param.attr = entry.attr;
+    param.entry_timeout = state.timeout;
+    param.attr_timeout = state.timeout;
+    return param;
+}
+
+namespace {
+
+// Replies with a new object's entry; a reply the kernel did not take is not a lookup.
+void reply_made(fuse_req_t req, Result<fs::Created> made) {
+    if (!made) {
+        fuse_reply_err(req, made.error().value);
+        return;
+    }
+    SessionState& state = state_of(req);
+    const fuse_entry_param param = entry_param(state, made->entry);
+    core::NodePtr keep = std::move(made->entry.node);
+    if (fuse_reply_entry(req, &param) != 0) state.fs.nodes().forget(param.ino, 1);
+}
+
+void make(fuse_req_t req, fuse_ino_t parent, const char* name, const fs::NewObject& what) {
+    guarded(req, [&] {
+        reply_made(req, fs::make_object(state_of(req).fs, node_of(req, parent), name, what,
+                                        caller_of(req)));
+    });
+}
+
+}  // namespace
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+    make(req, parent, name, fs::NewObject{.mode = mode, .rdev = rdev});
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+    make(req, parent, name, fs::NewObject{.mode = S_IFDIR | (mode & 07777)});
+}
+
+void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+    make(req, parent, name, fs::NewObject{.mode = S_IFLNK | 0777, .symlink_target = link});
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] {
+        auto done = fs::unlink(state_of(req).fs, node_of(req, parent), name);
+        fuse_reply_err(req, done ? 0 : done.error().value);
+    });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] {
+        auto done = fs::rmdir(state_of(req).fs, node_of(req, parent), name);
+        fuse_reply_err(req, done ? 0 : done.error().value);
+    });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                struct fuse_file_info* fi) {
+    guarded(req, [&] {
+        fs::AttrChange change;
+        if (to_set & FUSE_SET_ATTR_MODE) change.mode = attr->st_mode;
+        if (to_set & FUSE_SET_ATTR_UID) change.uid = attr->st_uid;
+        if (to_set & FUSE_SET_ATTR_GID) change.gid = attr->st_gid;
+        if (to_set & FUSE_SET_ATTR_SIZE) change.size = attr->st_size;
+        if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+            change.atime = timespec{0, UTIME_NOW};
+        } else if (to_set & FUSE_SET_ATTR_ATIME) {
+            change.atime = attr->st_atim;
+        }
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+            change.mtime = timespec{0, UTIME_NOW};
+        } else if (to_set & FUSE_SET_ATTR_MTIME) {
+            change.mtime = attr->st_mtim;
+        }
+        fs::OpenFile* file = fi ? reinterpret_cast<fs::OpenFile*>(fi->fh) : nullptr;
+        SessionState& state = state_of(req);
+        auto changed = fs::setattr(state.fs, node_of(req, ino), change, file);
+        if (!changed) {
+            fuse_reply_err(req, changed.error().value);
+            return;
+        }
+        fuse_reply_attr(req, &*changed, state.timeout);
+    });
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -34,12 +127,10 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
             }
             return;
         }
-        const fuse_ino_t id = state.fs.nodes().id_of(*entry->node);
-        param.ino = id;
-        param.attr = entry->attr;
+        param = entry_param(state, *entry);
         core::NodePtr keep = std::move(entry->node);
         // An interrupted request's reply is dropped: the kernel did not count the lookup.
-        if (fuse_reply_entry(req, &param) != 0) state.fs.nodes().forget(id, 1);
+        if (fuse_reply_entry(req, &param) != 0) state.fs.nodes().forget(param.ino, 1);
     });
 }
 

@@ -48,4 +48,20 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     });
 }
 
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
+    guarded(req, [&] {
+        auto done = fs::set_xattr(state_of(req).fs, node_of(req, ino), name,
+                                  std::string(value, size), flags);
+        fuse_reply_err(req, done ? 0 : done.error().value);
+    });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+    guarded(req, [&] {
+        auto done = fs::remove_xattr(state_of(req).fs, node_of(req, ino), name);
+        fuse_reply_err(req, done ? 0 : done.error().value);
+    });
+}
+
 }  // namespace layerfs::fuse_ops

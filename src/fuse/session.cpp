@@ -35,6 +35,22 @@ const fuse_lowlevel_ops& operation_table() {
         table.release = op_release;
         table.getxattr = op_getxattr;
         table.listxattr = op_listxattr;
+        table.setxattr = op_setxattr;
+        table.removexattr = op_removexattr;
+        table.setattr = op_setattr;
+        table.mknod = op_mknod;
+        table.mkdir = op_mkdir;
+        table.symlink = op_symlink;
+        table.unlink = op_unlink;
+        table.rmdir = op_rmdir;
+        table.fsyncdir = op_fsyncdir;
+        table.create = op_create;
+        table.write_buf = op_write_buf;
+        table.flush = op_flush;
+        table.fsync = op_fsync;
+        table.fallocate = op_fallocate;
+        table.lseek = op_lseek;
+        table.copy_file_range = op_copy_file_range;
         return table;
     }();
     return ops;
@@ -99,6 +115,10 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
     want(FUSE_CAP_READDIRPLUS);
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_ASYNC_READ);
+    // The kernel checks ACLs and leaves the umask to us: a parent's default ACL replaces
+    // it (DESIGN.md §6).
+    want(FUSE_CAP_POSIX_ACL);
+    want(FUSE_CAP_DONT_MASK);
     // Locks stay kernel-local; killpriv needs a write side that clears the bits itself.
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
                                          FUSE_CAP_HANDLE_KILLPRIV);

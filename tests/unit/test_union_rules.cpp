@@ -142,7 +142,9 @@ class UnionView {
         auto file = fs::open_file(*fs_, node, O_RDONLY);
         if (!file) return "<open failed>";
         std::string data(4096, '\0');
-        ssize_t n = ::pread(file->fd.get(), data.data(), data.size(), 0);
+        auto fd = file->fd(*fs_);
+        if (!fd) return "<no fd>";
+        ssize_t n = ::pread((*fd)->get(), data.data(), data.size(), 0);
         data.resize(n < 0 ? 0 : static_cast<size_t>(n));
         return data;
     }

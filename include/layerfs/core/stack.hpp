@@ -67,6 +67,12 @@ class Stack {
         return write_->xattr_prefix + std::string(name);
     }
 
+    // Whether OCI marker files (.wh.*) in LAYER are marks rather than names: always in the
+    // lowers; in the upper only where it records deletions that way.
+    bool reads_oci_markers(std::size_t layer) const {
+        return !layers_[layer].is_upper() || write_->whiteouts == WhiteoutStyle::oci_files;
+    }
+
     // Drops the cached fd of NODE's directory in LAYER (after it is removed or replaced).
     void forget_dir_fd(const Node& node, std::size_t layer) { dirs_.erase(node.serial(), layer); }
     const InoMapper& inos() const { return inos_; }

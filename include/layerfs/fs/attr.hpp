@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <optional>
+
 #include "layerfs/core/node.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/result.hpp"
@@ -15,6 +17,24 @@ namespace layerfs::fs {
 struct stat present_attr(const core::Node& node, const struct stat& real);
 
 Result<struct stat> getattr(Union& fs, const core::Node& node);
+
+// The changes of one setattr; a time may be UTIME_NOW in tv_nsec.
+struct AttrChange {
+    std::optional<mode_t> mode = {};
+    std::optional<uid_t> uid = {};
+    std::optional<gid_t> gid = {};
+    std::optional<off_t> size = {};
+    std::optional<struct timespec> atime = {};
+    std::optional<struct timespec> mtime = {};
+};
+
+class OpenFile;
+
+// Copies NODE up (a truncation to 0 without its data) and applies CHANGE to the copy:
+// owner before mode, since chown clears setuid/setgid. FILE, when given, is the handle the
+// change came through (ftruncate). Returns the new attributes.
+Result<struct stat> setattr(Union& fs, const core::NodePtr& node, const AttrChange& change,
+                            OpenFile* file);
 
 Result<struct statvfs> statfs(Union& fs);
 

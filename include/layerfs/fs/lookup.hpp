@@ -20,7 +20,10 @@ struct LookupHit {
 // Walks PARENT's contributing layers from the top: a whiteout ends the walk (ENOENT), a
 // non-directory is the answer, a directory collects the same-named directories below it
 // until an opaque one or a non-directory.
-Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name);
+// LOWERS_ONLY asks what the name would be without the upper: whether a deletion must leave
+// a whiteout.
+Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
+                                 bool lowers_only = false);
 
 // A hit that the kernel will hold: the node (lookup count raised) and its attributes.
 struct Entry {

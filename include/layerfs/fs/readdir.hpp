@@ -31,4 +31,7 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir);
 
 Result<DirSnapshot> open_dir_snapshot(Union& fs, const core::NodePtr& dir);
 
+// fsync of a directory: what reaches the disk is the upper's copy, if any.
+Result<void> fsync_dir(Union& fs, const core::Node& dir, bool data_only);
+
 }  // namespace layerfs::fs

@@ -17,6 +17,11 @@ Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::stri
 
 Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node);
 
+// Copies NODE up and changes the xattr there; overlay.* names are stored escaped.
+Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& name,
+                       const std::string& value, int flags);
+Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::string& name);
+
 // The name stored in a layer for NAME as the user sees it.
 std::string escape_xattr_name(const std::string& name);
 

@@ -17,9 +17,9 @@ inline constexpr const char* kAclDefaultXattr = "system.posix_acl_default";
 
 // What a new object inherits from its parent's default ACL.
 struct InheritedAcl {
-    mode_t mode;                       // the permission bits the object gets
-    std::string access_acl;            // value for system.posix_acl_access ("" when the
-                                       // inherited ACL is equivalent to the mode bits alone)
+    mode_t mode;                             // the permission bits the object gets
+    std::string access_acl;                  // value for system.posix_acl_access ("" when the
+                                             // inherited ACL is equivalent to the mode bits alone)
     std::optional<std::string> default_acl;  // for a directory: the parent's default ACL
 };
 
