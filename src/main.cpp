@@ -23,6 +23,20 @@ std::size_t raise_fd_limit() {
     return static_cast<std::size_t>(limit.rlim_cur);
 }
 
+layerfs::core::XattrNamespace to_core(layerfs::cli::XattrNamespaceChoice choice) {
+    using layerfs::cli::XattrNamespaceChoice;
+    using layerfs::core::XattrNamespace;
+    switch (choice) {
+        case XattrNamespaceChoice::trusted:
+            return XattrNamespace::trusted;
+        case XattrNamespaceChoice::user:
+            return XattrNamespace::user;
+        case XattrNamespaceChoice::automatic:
+            break;
+    }
+    return XattrNamespace::automatic;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -40,15 +54,17 @@ int main(int argc, char** argv) {
     // union, which knows when a default ACL replaces it.
     ::umask(0);
     // Layer roots are opened before daemonizing, which changes to "/": relative paths work.
-    auto stack = core::Stack::open(
-        core::StackSpec{config.lowerdirs, config.upperdir, config.workdir, config.mountpoint},
-        core::DirFdCache::capacity_for_fd_limit(fd_limit));
+    auto stack =
+        core::Stack::open(core::StackSpec{config.lowerdirs, config.upperdir, config.workdir,
+                                          config.mountpoint, to_core(config.xattr_namespace)},
+                          core::DirFdCache::capacity_for_fd_limit(fd_limit));
     if (!stack) {
         std::fprintf(stderr, "layerfs: %s\n", stack.error().text.c_str());
         return 1;
     }
     fs::UnionOptions options;
     options.read_only = config.read_only || !config.upperdir;
+    options.sync_copy_up = config.sync_copy_up;
     fs::Union fs(std::move(*stack), std::move(options));
     return fuse_ops::serve(fs, config);
 }

@@ -126,10 +126,10 @@ Checked<void> apply_flag_word(MountConfig& config, std::string_view word) {
     }
     if (contains(kDroppedFlagWords, word)) return {};
 
-    const bool needs_value = word == "lowerdir" || word == "upperdir" || word == "workdir" ||
-                             word == "timeout" || word == "log_level" ||
-                             contains(kLibfuseTextWords, word) ||
-                             contains(kLibfuseNumberWords, word);
+    const bool needs_value =
+        word == "lowerdir" || word == "upperdir" || word == "workdir" || word == "timeout" ||
+        word == "log_level" || word == "xattr_namespace" || word == "fsync" ||
+        contains(kLibfuseTextWords, word) || contains(kLibfuseNumberWords, word);
     if (needs_value) return error(word, "missing value");
     return unknown_option(word);
 }
@@ -149,8 +149,9 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
         return {};
     }
     // `timeout=` alone is a forgotten value, not a strange one.
-    const bool needs_nonempty_value =
-        name == "timeout" || name == "log_level" || contains(kLibfuseNumberWords, name);
+    const bool needs_nonempty_value = name == "timeout" || name == "log_level" ||
+                                      name == "xattr_namespace" || name == "fsync" ||
+                                      contains(kLibfuseNumberWords, name);
     if (needs_nonempty_value && value.empty()) return error(name, "missing value");
 
     if (name == "timeout") {
@@ -158,6 +159,29 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
         if (!seconds) return error(name, "not a number", value);
         if (*seconds < 0) return error(name, "must not be negative", value);
         config.timeout = *seconds;
+        return {};
+    }
+    if (name == "xattr_namespace") {
+        if (value == "auto") {
+            config.xattr_namespace = XattrNamespaceChoice::automatic;
+        } else if (value == "trusted") {
+            config.xattr_namespace = XattrNamespaceChoice::trusted;
+        } else if (value == "user") {
+            config.xattr_namespace = XattrNamespaceChoice::user;
+        } else {
+            return error(name, "not auto, trusted or user", value);
+        }
+        return {};
+    }
+    if (name == "fsync") {
+        // fuse-overlayfs spells "off" as fsync=0.
+        if (value == "auto" || value == "1") {
+            config.sync_copy_up = true;
+        } else if (value == "0") {
+            config.sync_copy_up = false;
+        } else {
+            return error(name, "not auto, 1 or 0", value);
+        }
         return {};
     }
     if (name == "log_level") {

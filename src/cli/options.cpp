@@ -162,6 +162,13 @@ Mount options:
   timeout=SECONDS      how long the kernel may cache names and attributes
                        (default 86400)
   log_level=LEVEL      trace, debug, info, warn, error or off (default info)
+  xattr_namespace=auto|trusted|user
+                       where the union's own marks are written:
+                       trusted.overlay.* (needs root) or user.overlay.*;
+                       auto probes (default)
+  fsync=auto|1|0       sync copied-up data before it is moved into place
+                       (default auto, which is 1; 0 is faster but a power loss
+                       may leave an empty copy)
   debug                same as -d
   ro                   mount read-only
   rw                   mount read-write (the default with upperdir=)

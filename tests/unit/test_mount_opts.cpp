@@ -172,6 +172,26 @@ TEST(ApplyMountOption, LogLevels) {
     EXPECT_EQ(config_after({"log_level=off"}).log_level, LogLevel::off);
 }
 
+TEST(ApplyMountOption, XattrNamespace) {
+    EXPECT_EQ(config_after({}).xattr_namespace, XattrNamespaceChoice::automatic);
+    EXPECT_EQ(config_after({"xattr_namespace=user"}).xattr_namespace, XattrNamespaceChoice::user);
+    EXPECT_EQ(config_after({"xattr_namespace=trusted"}).xattr_namespace,
+              XattrNamespaceChoice::trusted);
+    EXPECT_EQ(config_after({"xattr_namespace=auto"}).xattr_namespace,
+              XattrNamespaceChoice::automatic);
+    EXPECT_EQ(error_of("xattr_namespace=security"),
+              "xattr_namespace: not auto, trusted or user: security");
+}
+
+TEST(ApplyMountOption, Fsync) {
+    EXPECT_TRUE(config_after({}).sync_copy_up);
+    EXPECT_TRUE(config_after({"fsync=auto"}).sync_copy_up);
+    EXPECT_TRUE(config_after({"fsync=1"}).sync_copy_up);
+    EXPECT_FALSE(config_after({"fsync=0"}).sync_copy_up);
+    EXPECT_EQ(error_of("fsync=yes"), "fsync: not auto, 1 or 0: yes");
+    EXPECT_EQ(error_of("fsync"), "fsync: missing value");
+}
+
 TEST(ApplyMountOption, UnknownLogLevel) {
     EXPECT_EQ(error_of("log_level=loud"), "log_level: unknown level: loud");
     EXPECT_EQ(error_of("log_level=INFO"), "log_level: unknown level: INFO");

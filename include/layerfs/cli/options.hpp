@@ -11,6 +11,9 @@ namespace layerfs::cli {
 
 enum class LogLevel { trace, debug, info, warn, error, off };
 
+// Which namespace the union's own xattrs are written in (DESIGN.md §2).
+enum class XattrNamespaceChoice { automatic, trusted, user };
+
 struct MountConfig {
     // Kernel order: lowerdirs[0] is the top lower layer.
     std::vector<std::string> lowerdirs;
@@ -22,6 +25,9 @@ struct MountConfig {
     // Kernel entry/attr/negative-entry cache timeout in seconds.
     double timeout = 86400.0;
     LogLevel log_level = LogLevel::info;
+    XattrNamespaceChoice xattr_namespace = XattrNamespaceChoice::automatic;
+    // fsync copied-up data before moving it into place (fsync=auto, the default, and 1).
+    bool sync_copy_up = true;
     bool foreground = false;  // -f
     bool debug = false;       // -d / -o debug: debug log, implies foreground
     bool read_only = false;   // -o ro (also implied when there is no upperdir)
