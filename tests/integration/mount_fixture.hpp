@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -168,6 +170,11 @@ std::vector<MountInfoEntry> read_mountinfo();
 std::optional<MountInfoEntry> find_mount(const std::string& path);
 bool is_mounted(const std::string& path);
 
+// The superblock options of the topmost mount at exactly `path` (the last field of its
+// mountinfo line: for FUSE e.g. "rw,user_id=0,group_id=0,default_permissions,allow_other"),
+// if anything is mounted there. MountInfoEntry::mount_options holds only the per-mount flags.
+std::optional<std::string> find_mount_super_options(const std::string& path);
+
 // ---------------------------------------------------------------------------------------------
 // Running programs
 
@@ -314,5 +321,32 @@ class Mount {
     RunOptions launch_options() const;
     void reap_foreground(std::chrono::milliseconds bound);
 };
+
+// ---------------------------------------------------------------------------------------------
+// Child processes, for what must not change the test process: other credentials, a umask.
+
+// Runs `body` in a forked child and returns what it returned (by convention 0 or an errno), or
+// -1 when it threw, died by a signal or ran past `bound` (then it is killed). The body runs in
+// a copy of this process after fork: it must only make system calls, never gtest assertions
+// (their failures would be lost with the child). The child ends with _exit, so no destructor
+// of the copied objects (a Mount, a TempDir) runs twice.
+int run_in_child(const std::function<int()>& body, std::chrono::milliseconds bound = 20s);
+
+// For a child: drops the supplementary groups and sets the real, effective and saved gid and
+// uid, in the order that keeps the permission to do so. 0 or the errno.
+int become_user(uid_t uid, gid_t gid);
+
+// ---------------------------------------------------------------------------------------------
+// Whole trees, as a user sees them
+
+// Every object below `root` (root itself not included) by relative path, described as a user
+// sees it: type, permission bits, owner, size and a digest of the data (regular files), the
+// target (symlinks), the device number (devices) and the sorted xattr names. Two trees look the
+// same to a user when these maps are equal. Throws std::system_error when a walk step fails.
+using TreeDescription = std::map<std::string, std::string>;
+TreeDescription describe_tree(const std::string& root);
+// One line per path whose description differs ("path: actual | expected", "<absent>" for a
+// missing path); empty when the trees are equal. Readable where EXPECT_EQ on maps is not.
+std::string tree_differences(const TreeDescription& actual, const TreeDescription& expected);
 
 }  // namespace layerfs::test

@@ -1,0 +1,153 @@
+// Copy-up on plain directories, with a fault injected after each step: the union must stay
+// as it was (lower object visible and whole, nothing in the upper, work/ empty), and a
+// copy-up without faults must produce the complete object.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "layerfs/core/stack.hpp"
+#include "layerfs/fs/copy_up.hpp"
+#include "layerfs/fs/lookup.hpp"
+#include "layerfs/fs/union.hpp"
+#include "layerfs/sys/syscalls.hpp"
+
+namespace layerfs {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+class CopyUpTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/layerfs-copyup-XXXXXX";
+        root_ = ::mkdtemp(pattern);
+        for (const char* dir : {"lower", "upper", "work", "mnt"}) {
+            stdfs::create_directory(root_ / dir);
+        }
+        stdfs::create_directories(root_ / "lower/dir/sub");
+        std::ofstream(root_ / "lower/dir/sub/file") << "lower data";
+        ::chmod((root_ / "lower/dir/sub/file").c_str(), 04751);
+        ::chown((root_ / "lower/dir/sub/file").c_str(), 1234, 5678);
+        ASSERT_EQ(::setxattr((root_ / "lower/dir/sub/file").c_str(), "user.kept", "v", 1, 0), 0);
+        ::chmod((root_ / "lower/dir").c_str(), 0750);
+        stdfs::create_symlink("target", root_ / "lower/dir/sub/link");
+        ASSERT_EQ(::mkfifo((root_ / "lower/dir/sub/fifo").c_str(), 0640), 0);
+    }
+    void TearDown() override { stdfs::remove_all(root_); }
+
+    std::unique_ptr<fs::Union> mount(fs::UnionOptions options = {}) {
+        auto stack = core::Stack::open(core::StackSpec{{root_ / "lower"},
+                                                       std::string(root_ / "upper"),
+                                                       std::string(root_ / "work"),
+                                                       root_ / "mnt",
+                                                       core::XattrNamespace::user},
+                                       64);
+        if (!stack) throw std::runtime_error(stack.error().text);
+        return std::make_unique<fs::Union>(std::move(*stack), std::move(options));
+    }
+
+    core::NodePtr walk(fs::Union& fs, const std::string& path) {
+        core::NodePtr node = fs.nodes().root();
+        std::stringstream parts(path);
+        std::string name;
+        while (std::getline(parts, name, '/')) {
+            auto entry = fs::lookup(fs, node, name);
+            if (!entry) throw std::runtime_error("lookup " + name);
+            node = entry->node;
+        }
+        return node;
+    }
+
+    bool work_is_empty() { return stdfs::is_empty(root_ / "work/work"); }
+
+    stdfs::path root_;
+};
+
+class CopyUpFault : public CopyUpTest, public ::testing::WithParamInterface<fs::CopyUpStep> {};
+
+TEST_P(CopyUpFault, LeavesTheUnionAsItWas) {
+    const fs::CopyUpStep failing = GetParam();
+    for (const char* path : {"dir/sub/file", "dir/sub/link", "dir/sub/fifo", "dir/sub"}) {
+        SCOPED_TRACE(path);
+        fs::UnionOptions options;
+        options.copy_up_fault = [failing](fs::CopyUpStep step) -> Result<void> {
+            if (step == failing) return Errno{EIO};
+            return {};
+        };
+        auto fs = mount(std::move(options));
+        core::NodePtr node = walk(*fs, path);
+        auto result = fs::copy_up(*fs, node);
+        ASSERT_FALSE(result.ok());
+        EXPECT_EQ(result.error().value, EIO);
+        EXPECT_FALSE(node->in_upper());
+        EXPECT_FALSE(stdfs::exists(stdfs::symlink_status(root_ / "upper" / path)));
+        EXPECT_TRUE(work_is_empty());
+        std::ifstream lower(root_ / "lower/dir/sub/file");
+        EXPECT_EQ(std::string(std::istreambuf_iterator<char>(lower), {}), "lower data");
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, CopyUpFault,
+                         ::testing::Values(fs::CopyUpStep::data, fs::CopyUpStep::owner,
+                                           fs::CopyUpStep::xattrs, fs::CopyUpStep::mode,
+                                           fs::CopyUpStep::times, fs::CopyUpStep::before_rename));
+
+TEST_F(CopyUpTest, CopiesDataOwnerXattrsModeAndTimesWithAncestors) {
+    auto fs = mount();
+    core::NodePtr node = walk(*fs, "dir/sub/file");
+    ASSERT_TRUE(fs::copy_up(*fs, node).ok());
+    EXPECT_TRUE(node->in_upper());
+    struct stat lower {
+    }, upper{};
+    ASSERT_EQ(::stat((root_ / "lower/dir/sub/file").c_str(), &lower), 0);
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub/file").c_str(), &upper), 0);
+    EXPECT_EQ(upper.st_mode, lower.st_mode);  // 04751 survives the chown
+    EXPECT_EQ(upper.st_uid, 1234u);
+    EXPECT_EQ(upper.st_gid, 5678u);
+    EXPECT_EQ(upper.st_mtim.tv_sec, lower.st_mtim.tv_sec);
+    EXPECT_EQ(upper.st_mtim.tv_nsec, lower.st_mtim.tv_nsec);
+    char value[8] = {};
+    EXPECT_EQ(::getxattr((root_ / "upper/dir/sub/file").c_str(), "user.kept", value, 8), 1);
+    std::ifstream copy(root_ / "upper/dir/sub/file");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(copy), {}), "lower data");
+    struct stat dir {};
+    ASSERT_EQ(::stat((root_ / "upper/dir").c_str(), &dir), 0);
+    EXPECT_EQ(dir.st_mode & 07777, 0750u);
+    EXPECT_TRUE(work_is_empty());
+    // The node keeps its number: identity does not change with the copy.
+    EXPECT_EQ(node->ino(), lower.st_ino);
+}
+
+TEST_F(CopyUpTest, SymlinksAndFifosAreMadeAnewNotOpened) {
+    auto fs = mount();
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/link")).ok());
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/fifo")).ok());
+    EXPECT_EQ(stdfs::read_symlink(root_ / "upper/dir/sub/link"), "target");
+    struct stat fifo {};
+    ASSERT_EQ(::lstat((root_ / "upper/dir/sub/fifo").c_str(), &fifo), 0);
+    EXPECT_TRUE(S_ISFIFO(fifo.st_mode));
+    EXPECT_EQ(fifo.st_mode & 07777, 0640u);
+}
+
+TEST_F(CopyUpTest, SkipDataMakesAnEmptyCopy) {
+    auto fs = mount();
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/file"), {.skip_data = true}).ok());
+    EXPECT_EQ(stdfs::file_size(root_ / "upper/dir/sub/file"), 0u);
+}
+
+TEST_F(CopyUpTest, LeftoversInWorkAreRemovedAtTheNextMount) {
+    stdfs::create_directories(root_ / "work/work/#dead.1/deep");
+    std::ofstream(root_ / "work/work/#dead.2") << "partial";
+    auto fs = mount();
+    EXPECT_TRUE(work_is_empty());
+}
+
+}  // namespace
+}  // namespace layerfs
