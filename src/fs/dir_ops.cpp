@@ -10,6 +10,7 @@
 
 #include "layerfs/fs/copy_up.hpp"
 #include "layerfs/fs/readdir.hpp"
+#include "layerfs/fs/upper_edit.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/acl.hpp"
@@ -18,30 +19,6 @@
 
 namespace layerfs::fs {
 namespace {
-
-Result<void> check_new_name(Union& fs, const std::string& name) {
-    if (fs.read_only()) return Errno{EROFS};
-    if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
-    if (name.empty() || name == "." || name == "..") return Errno{EEXIST};
-    // When this upper becomes an image layer, such a name would read back as a whiteout.
-    if (is_marker_name(name)) return Errno{EINVAL};
-    return {};
-}
-
-// What the upper holds at a name before a change.
-enum class UpperSlot { empty, whiteout, object };
-
-Result<UpperSlot> upper_slot(Union& fs, int upper_dir, const std::string& name) {
-    auto st = sys::stat_at(upper_dir, name);
-    if (st) return is_whiteout(*st) ? UpperSlot::whiteout : UpperSlot::object;
-    if (st.error().value != ENOENT) return st.error();
-    if (fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files) {
-        if (auto marker = whiteout_marker_for(name); marker && sys::stat_at(upper_dir, *marker)) {
-            return UpperSlot::whiteout;
-        }
-    }
-    return UpperSlot::empty;
-}
 
 // The owner, mode and inherited ACLs a new object gets, as a local filesystem would give
 // them: the caller's uid; the parent's gid (and for a directory its setgid bit) when the
@@ -135,39 +112,6 @@ Result<void> apply_identity(Union& fs, const WorkTemp& temp, const NewObject& wh
     // After chown, which clears setuid/setgid.
     if (::fchmodat(work, name, id.mode, 0) != 0) return last_errno();
     return {};
-}
-
-// Puts a whiteout at NAME in the upper directory UPPER_DIR, where nothing is now.
-Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name) {
-    if (fs.stack().write_setup().whiteouts == core::WhiteoutStyle::device) {
-        if (::mknodat(upper_dir, name.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
-            return last_errno();
-        }
-        return {};
-    }
-    auto marker = whiteout_marker_for(name);
-    if (!marker) return Errno{ENAMETOOLONG};
-    auto fd = sys::open_at(upper_dir, *marker, O_CREAT | O_WRONLY, 0000);
-    if (!fd) return fd.error();
-    return {};
-}
-
-// Removes the upper object at NAME, leaving a whiteout when LOWER_HAS_NAME; one exchange
-// makes the change atomic: the visible name goes from object to whiteout in one step.
-Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
-                                 bool lower_has_name) {
-    WorkTemp temp(fs.stack());
-    if (!lower_has_name || fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files) {
-        if (::renameat(upper_dir, name.c_str(), temp.work_fd(), temp.name().c_str()) != 0) {
-            return last_errno();
-        }
-        if (lower_has_name) return make_whiteout(fs, upper_dir, name);
-        return {};  // the temp's destructor removes the moved object
-    }
-    if (::mknodat(temp.work_fd(), temp.name().c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
-        return last_errno();
-    }
-    return temp.move_into_place(upper_dir, name, RENAME_EXCHANGE);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "layerfs/fs/dir_ops.hpp"
 #include "layerfs/fs/file_ops.hpp"
 #include "layerfs/fs/lookup.hpp"
+#include "layerfs/fs/rename.hpp"
 #include "layerfs/fuse/ops.hpp"
 #include "layerfs/fuse/reply.hpp"
 
@@ -78,6 +79,30 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, [&] {
         auto done = fs::rmdir(state_of(req).fs, node_of(req, parent), name);
         fuse_reply_err(req, done ? 0 : done.error().value);
+    });
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags) {
+    guarded(req, [&] {
+        auto done = fs::rename(state_of(req).fs, node_of(req, parent), name,
+                               node_of(req, newparent), newname, flags);
+        fuse_reply_err(req, done ? 0 : done.error().value);
+    });
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+    guarded(req, [&] {
+        auto linked =
+            fs::link(state_of(req).fs, node_of(req, ino), node_of(req, newparent), newname);
+        if (!linked) {
+            fuse_reply_err(req, linked.error().value);
+            return;
+        }
+        SessionState& state = state_of(req);
+        const fuse_entry_param param = entry_param(state, *linked);
+        core::NodePtr keep = std::move(linked->node);
+        if (fuse_reply_entry(req, &param) != 0) state.fs.nodes().forget(param.ino, 1);
     });
 }
 

@@ -43,6 +43,8 @@ const fuse_lowlevel_ops& operation_table() {
         table.symlink = op_symlink;
         table.unlink = op_unlink;
         table.rmdir = op_rmdir;
+        table.rename = op_rename;
+        table.link = op_link;
         table.fsyncdir = op_fsyncdir;
         table.create = op_create;
         table.write_buf = op_write_buf;

@@ -35,6 +35,9 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
 void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags);
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask);
 void op_statfs(fuse_req_t req, fuse_ino_t ino);
 

@@ -1,0 +1,90 @@
+#include "layerfs/fs/upper_edit.hpp"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <climits>
+
+#include "layerfs/fs/whiteout.hpp"
+#include "layerfs/fs/workdir.hpp"
+#include "layerfs/sys/syscalls.hpp"
+#include "layerfs/sys/xattr.hpp"
+
+namespace layerfs::fs {
+
+Result<void> check_new_name(Union& fs, const std::string& name) {
+    if (fs.read_only()) return Errno{EROFS};
+    if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+    if (name.empty() || name == "." || name == "..") return Errno{EEXIST};
+    // When this upper becomes an image layer, such a name would read back as a whiteout.
+    if (is_marker_name(name)) return Errno{EINVAL};
+    return {};
+}
+
+Result<UpperSlot> upper_slot(Union& fs, int upper_dir, const std::string& name) {
+    auto st = sys::stat_at(upper_dir, name);
+    if (st) return is_whiteout(*st) ? UpperSlot::whiteout : UpperSlot::object;
+    if (st.error().value != ENOENT) return st.error();
+    if (fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files) {
+        if (auto marker = whiteout_marker_for(name); marker && sys::stat_at(upper_dir, *marker)) {
+            return UpperSlot::whiteout;
+        }
+    }
+    return UpperSlot::empty;
+}
+
+Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name) {
+    if (fs.stack().write_setup().whiteouts == core::WhiteoutStyle::device) {
+        if (::mknodat(upper_dir, name.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+            return last_errno();
+        }
+        return {};
+    }
+    auto marker = whiteout_marker_for(name);
+    if (!marker) return Errno{ENAMETOOLONG};
+    auto fd = sys::open_at(upper_dir, *marker, O_CREAT | O_WRONLY, 0000);
+    if (!fd) return fd.error();
+    return {};
+}
+
+Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
+                                 bool lower_has_name) {
+    WorkTemp temp(fs.stack());
+    if (!lower_has_name || fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files) {
+        if (::renameat(upper_dir, name.c_str(), temp.work_fd(), temp.name().c_str()) != 0) {
+            return last_errno();
+        }
+        if (lower_has_name) return make_whiteout(fs, upper_dir, name);
+        return {};  // the temp's destructor removes the moved object
+    }
+    if (::mknodat(temp.work_fd(), temp.name().c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+        return last_errno();
+    }
+    return temp.move_into_place(upper_dir, name, RENAME_EXCHANGE);
+}
+
+Result<void> set_opaque(Union& fs, int dirfd, const std::string& name) {
+    return sys::set_xattr(dirfd, name, fs.stack().overlay_xattr("opaque"), "y");
+}
+
+Result<void> remove_whiteouts_in(Union& fs, int dirfd) {
+    auto entries = sys::read_dir_entries(dirfd);
+    if (!entries) return entries.error();
+    const bool oci_files = fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files;
+    for (const sys::DirEntry& entry : *entries) {
+        bool whiteout = oci_files && is_marker_name(entry.name);
+        if (!whiteout && (entry.type == DT_CHR || entry.type == DT_UNKNOWN)) {
+            auto st = sys::stat_at(dirfd, entry.name);
+            whiteout = st && is_whiteout(*st);
+        }
+        if (whiteout && ::unlinkat(dirfd, entry.name.c_str(), 0) != 0 && errno != ENOENT) {
+            return last_errno();
+        }
+    }
+    return {};
+}
+
+}  // namespace layerfs::fs
