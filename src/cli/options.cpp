@@ -138,11 +138,14 @@ std::string help_text() {
 Mounts the union of several directories at MOUNTPOINT, as the kernel's
 overlayfs does, but from user space through FUSE. The lower directories are
 read-only layers, the topmost first: a name in a higher layer hides the same
-name below, and directories of the same name are merged. Whiteouts (character
-devices 0/0) and opaque directories (overlay.opaque=y) are read as the
-kernel writes them. upperdir= and workdir= are accepted and validated, but
-writing is not implemented yet: every mount is read-only for now. SOURCE is
-the name shown in the mount table (default: layerfs).
+name below, and directories of the same name are merged. Whiteouts and opaque
+directories are read in every common form: the kernel's (character devices
+0/0, overlay.opaque=y, xattr whiteouts), OCI/aufs .wh. files and
+fuse-overlayfs's marks. With upperdir= and workdir= the mount is writable:
+changes go to the upper directory, in the kernel's format (a changed lower
+file is copied up first, a deleted one leaves a whiteout); without them the
+mount is read-only. SOURCE is the name shown in the mount table (default:
+layerfs).
 
 Options:
   -f                   stay in the foreground (log to stderr)
@@ -170,7 +173,7 @@ Mount options:
                        (default auto, which is 1; 0 is faster but a power loss
                        may leave an empty copy)
   debug                same as -d
-  ro                   mount read-only
+  ro                   mount read-only (always so without upperdir=)
   rw                   mount read-write (the default with upperdir=)
   allow_other          let every user use the mount (unless root: needs
                        user_allow_other in /etc/fuse.conf)

@@ -42,6 +42,13 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     return node;
 }
 
+NodePtr InodeTable::find(RealId real, mode_t type) const {
+    std::lock_guard lock(mutex_);
+    if (real == root_->real_) return root_;
+    auto it = by_key_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
+    return it == by_key_.end() ? nullptr : it->second;
+}
+
 void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     if (id == kRootId) return;
     NodePtr released;  // freed after the lock is dropped

@@ -17,12 +17,34 @@ struct stat present_attr(const core::Node& node, const struct stat& real) {
 }
 
 Result<struct stat> getattr(Union& fs, const core::Node& node) {
+    if (node.unlinked()) {
+        // Every name is gone: only an open handle still reaches the object.
+        auto fd = node.open_fd();
+        if (!fd) return Errno{ENOENT};
+        auto st = sys::stat_fd(fd->get());
+        if (!st) return st.error();
+        struct stat shown = present_attr(node, *st);
+        shown.st_nlink = 0;
+        return shown;
+    }
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
     auto st = where->name.empty() ? sys::stat_fd(where->dir->get())
                                   : sys::stat_at(where->dir->get(), where->name);
     if (!st) return st.error();
     return present_attr(node, *st);
+}
+
+Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
+    const core::Node& node = *file.node();
+    if (!node.unlinked()) return getattr(fs, node);
+    auto fd = file.fd(fs);
+    if (!fd) return fd.error();
+    auto st = sys::stat_fd((*fd)->get());
+    if (!st) return st.error();
+    struct stat shown = present_attr(node, *st);
+    shown.st_nlink = 0;
+    return shown;
 }
 
 namespace {

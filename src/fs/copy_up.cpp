@@ -150,10 +150,15 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
         if (auto fault = step_done(fs, step); !fault) return fault;
     }
     if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault;
+    // A copy-up is not a change of the parent directory: its times stay as they were.
+    auto parent_before = sys::stat_fd((*upper_dir)->get());
+    if (!parent_before) return parent_before.error();
     if (auto moved = temp.move_into_place((*upper_dir)->get(), alias.name, RENAME_NOREPLACE);
         !moved) {
         return moved;
     }
+    const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
+    ::utimensat(AT_FDCWD, sys::proc_fd_path((*upper_dir)->get()).c_str(), parent_times, 0);
 
     auto copied = sys::stat_at((*upper_dir)->get(), alias.name);
     if (!copied) return copied.error();

@@ -179,10 +179,16 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
     auto below = find_in_layers(fs, *parent, name, true);
     if (!below && below.error().value != ENOENT) return below.error();
     const bool lower_has_name = below.ok();
-    if (fs.stack().layer(hit->placement.layer).is_upper()) {
-        return remove_upper_object(fs, dirfd, name, lower_has_name);
+    auto removed = fs.stack().layer(hit->placement.layer).is_upper()
+                       ? remove_upper_object(fs, dirfd, name, lower_has_name)
+                       : make_whiteout(fs, dirfd, name);
+    // Open handles of a file whose last name went report no links, even when a lower
+    // layer still holds it under a whiteout.
+    if (removed && hit->st.st_nlink <= 1) {
+        const core::RealId real{hit->st.st_dev, hit->st.st_ino};
+        if (auto node = fs.nodes().find(real, hit->st.st_mode)) node->mark_unlinked();
     }
-    return make_whiteout(fs, dirfd, name);
+    return removed;
 }
 
 Result<void> rmdir(Union& fs, const core::NodePtr& parent, const std::string& name) {
@@ -211,7 +217,10 @@ Result<void> rmdir(Union& fs, const core::NodePtr& parent, const std::string& na
     Result<void> done = entry->node->in_upper()
                             ? remove_upper_object(fs, dirfd, name, lower_has_name)
                             : make_whiteout(fs, dirfd, name);
-    if (done) fs.stack().forget_dir_fd(*entry->node, fs.stack().upper().index());
+    if (done) {
+        fs.stack().forget_dir_fd(*entry->node, fs.stack().upper().index());
+        entry->node->mark_unlinked();
+    }
     return done;
 }
 

@@ -24,7 +24,9 @@ OpenFile::OpenFile(core::NodePtr node, sys::UniqueFd fd, bool in_upper, int flag
       mutex_(std::make_unique<std::mutex>()),
       fd_(std::make_shared<const sys::UniqueFd>(std::move(fd))),
       in_upper_(in_upper),
-      flags_(flags) {}
+      flags_(flags) {
+    node_->remember_open_fd(fd_);
+}
 
 Result<core::SharedFd> OpenFile::fd(Union& fs) {
     std::lock_guard lock(*mutex_);
@@ -33,6 +35,7 @@ Result<core::SharedFd> OpenFile::fd(Union& fs) {
     if (!reopened) return reopened.error();
     fd_ = std::make_shared<const sys::UniqueFd>(std::move(*reopened));
     in_upper_ = true;
+    node_->remember_open_fd(fd_);
     return fd_;
 }
 

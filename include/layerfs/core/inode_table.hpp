@@ -32,6 +32,9 @@ class InodeTable {
     // the same node.
     void rekey(Node& node, RealId real);
 
+    // The node the kernel holds for REAL, if any; the lookup count is not touched.
+    NodePtr find(RealId real, mode_t type) const;
+
     // Lowers the lookup count by N; at zero the table lets go of the node (open handles
     // may still hold it).
     void forget(std::uint64_t id, std::uint64_t n);

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "layerfs/sys/unique_fd.hpp"
+
 namespace layerfs::core {
 
 // Where a node's object lives now. Copy-up changes it; the node's identity does not change.
@@ -70,6 +72,22 @@ class Node : public std::enable_shared_from_this<Node> {
     // True once the object lives in the upper layer (created there or copied up).
     bool in_upper() const { return in_upper_.load(std::memory_order_acquire); }
 
+    // The last name of the object was removed through the mount; open handles may still
+    // use it, and fstat on them reports no links.
+    bool unlinked() const { return unlinked_.load(std::memory_order_acquire); }
+    void mark_unlinked() { unlinked_.store(true, std::memory_order_release); }
+
+    // An fd of an open handle, not owned: once every name is gone it is the only way to
+    // the object (fstat comes to us without the handle).
+    void remember_open_fd(const std::shared_ptr<const sys::UniqueFd>& fd) {
+        std::lock_guard lock(mutex_);
+        open_fd_ = fd;
+    }
+    std::shared_ptr<const sys::UniqueFd> open_fd() const {
+        std::lock_guard lock(mutex_);
+        return open_fd_.lock();
+    }
+
     Alias alias() const {
         std::lock_guard lock(mutex_);
         return alias_;
@@ -104,6 +122,8 @@ class Node : public std::enable_shared_from_this<Node> {
     const mode_t type_;
     Placement placement_;
     std::atomic<bool> in_upper_;
+    std::atomic<bool> unlinked_{false};
+    std::weak_ptr<const sys::UniqueFd> open_fd_;
     RealId real_;  // the table's key for this node: guarded by the table's mutex
     const ino_t ino_;
     std::uint64_t lookups_ = 0;  // guarded by the table's mutex

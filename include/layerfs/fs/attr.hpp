@@ -18,6 +18,11 @@ struct stat present_attr(const core::Node& node, const struct stat& real);
 
 Result<struct stat> getattr(Union& fs, const core::Node& node);
 
+class OpenFile;
+
+// fstat through an open handle: also for a file whose names are all gone.
+Result<struct stat> getattr_open(Union& fs, OpenFile& file);
+
 // The changes of one setattr; a time may be UTIME_NOW in tv_nsec.
 struct AttrChange {
     std::optional<mode_t> mode = {};
