@@ -17,6 +17,10 @@ InoMapper::InoMapper(const std::vector<dev_t>& devs) {
     if (fs_devs_.size() > 1) fs_bits_ = std::bit_width(fs_devs_.size());
 }
 
+bool InoMapper::knows(dev_t dev) const {
+    return std::find(fs_devs_.begin(), fs_devs_.end(), dev) != fs_devs_.end();
+}
+
 ino_t InoMapper::map(dev_t dev, ino_t ino) const {
     if (fs_bits_ == 0) return ino;
     const unsigned shift = 64 - fs_bits_;

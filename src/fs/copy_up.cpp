@@ -10,6 +10,7 @@
 
 #include "layerfs/core/overlay_xattr.hpp"
 #include "layerfs/fs/copy_data.hpp"
+#include "layerfs/fs/identity.hpp"
 #include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
@@ -149,6 +150,7 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
         if (auto done = run(src, temp); !done) return done;
         if (auto fault = step_done(fs, step); !fault) return fault;
     }
+    record_origin(fs, temp.work_fd(), temp.name(), src.st);
     if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault;
     // A copy-up is not a change of the parent directory: its times stay as they were.
     auto parent_before = sys::stat_fd((*upper_dir)->get());

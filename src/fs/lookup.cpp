@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "layerfs/fs/attr.hpp"
+#include "layerfs/fs/identity.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
@@ -118,10 +119,12 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     if (!hit) return hit.error();
     const core::Layer& layer = fs.stack().layer(hit->placement.layer);
     const core::RealId real{hit->st.st_dev, hit->st.st_ino};
+    auto dir = fs.stack().dir_fd(*parent, hit->placement.layer);
+    if (!dir) return dir.error();
+    const ino_t ino = shown_ino(fs, hit->placement.layer, (*dir)->get(), name, hit->st);
     // Objects are keyed by their real identity, so hard links share one node.
-    core::NodePtr node =
-        fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT, hit->placement, real,
-                          fs.stack().inos().map(layer.dev(), hit->st.st_ino), layer.is_upper());
+    core::NodePtr node = fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT,
+                                           hit->placement, real, ino, layer.is_upper());
     return Entry{node, present_attr(*node, hit->st)};
 }
 

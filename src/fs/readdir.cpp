@@ -6,6 +6,7 @@
 
 #include <unordered_set>
 
+#include "layerfs/fs/identity.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
@@ -15,6 +16,18 @@ namespace {
 // Names a layer deletes for the layers below it (OCI .wh.NAME markers). They are applied
 // after the layer's own entries: a marker never hides an entry of its own layer.
 using DeletedBelow = std::vector<std::string>;
+
+// d_ino must be the number stat shows: in the upper, a copy shows its origin's.
+ino_t entry_ino(Union& fs, const core::Layer& layer, int dirfd, const sys::DirEntry& entry,
+                mode_t type) {
+    if (!layer.is_upper()) return fs.stack().inos().map(layer.dev(), entry.ino);
+    if (auto node = fs.nodes().find(core::RealId{layer.dev(), entry.ino}, type)) {
+        return node->ino();
+    }
+    struct stat st {};
+    st.st_ino = entry.ino;
+    return shown_ino(fs, layer.index(), dirfd, entry.name, st);
+}
 
 }  // namespace
 
@@ -53,7 +66,7 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
                 type = st->st_mode & S_IFMT;
             }
             merged.push_back(MergedEntry{std::move(entry.name), type,
-                                         fs.stack().inos().map(layer.dev(), entry.ino)});
+                                         entry_ino(fs, layer, fd, entry, type)});
         }
         for (std::string& name : deleted_below) settled.insert(std::move(name));
     }

@@ -20,6 +20,9 @@ class InoMapper {
 
     bool same_fs() const { return fs_devs_.size() <= 1; }
 
+    // Whether DEV is the filesystem of one of the layers.
+    bool knows(dev_t dev) const;
+
   private:
     std::vector<dev_t> fs_devs_;  // distinct filesystems, index = fs index
     unsigned fs_bits_ = 0;        // high bits reserved for the fs index

@@ -1,0 +1,159 @@
+// Identity through a real mount: inode numbers that survive copy-up, rename and remount,
+// hard links made through the mount, and the link count of files whose names are gone.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "mount_fixture.hpp"
+
+namespace layerfs::test {
+namespace {
+
+class Identity : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        REQUIRE_FUSE_OR_SKIP();
+        make_dir(dir_ / "lower");
+        make_dir(dir_ / "upper");
+        make_dir(dir_ / "work");
+        make_dir(dir_ / "mnt");
+        write_file(dir_ / "lower/file", "lower data");
+        make_dir(dir_ / "lower/dir/sub");
+        write_file(dir_ / "lower/dir/sub/deep", "deep");
+    }
+
+    void mount() {
+        mount_.reset();
+        mount_ = std::make_unique<Mount>(
+            mnt(), std::vector<std::string>{"-o",
+                                            "lowerdir=" + (dir_ / "lower") + ",upperdir=" +
+                                                (dir_ / "upper") + ",workdir=" + (dir_ / "work"),
+                                            mnt()});
+        ASSERT_TRUE(mount_->mounted()) << mount_->stderr_text();
+    }
+    void unmount() { mount_.reset(); }
+
+    std::string mnt() const { return dir_ / "mnt"; }
+    std::string at(const std::string& relative) const { return mnt() + "/" + relative; }
+
+    ino_t ino_of(const std::string& relative) {
+        struct stat st {};
+        EXPECT_EQ(::lstat(at(relative).c_str(), &st), 0) << relative;
+        return st.st_ino;
+    }
+    std::optional<ino_t> dirent_ino(const std::string& dir, const std::string& name) {
+        for (const DirEntry& entry : list_dir_entries(at(dir))) {
+            if (entry.name == name) return entry.ino;
+        }
+        return std::nullopt;
+    }
+
+    TempDir dir_;
+    std::unique_ptr<Mount> mount_;
+};
+
+TEST_F(Identity, NumbersSurviveCopyUpAndRemount) {
+    mount();
+    const ino_t file = ino_of("file");
+    const ino_t dir = ino_of("dir");
+    const ino_t sub = ino_of("dir/sub");
+    {
+        Fd fd(::open(at("file").c_str(), O_WRONLY | O_APPEND));
+        ASSERT_TRUE(fd) << std::strerror(errno);
+        ASSERT_EQ(::write(fd.get(), "+", 1), 1);
+    }
+    write_file(at("dir/sub/new"), "new");  // copies dir and dir/sub up
+    EXPECT_EQ(ino_of("file"), file);
+    EXPECT_EQ(ino_of("dir"), dir);
+    EXPECT_EQ(ino_of("dir/sub"), sub);
+    const ino_t created = ino_of("dir/sub/new");
+
+    unmount();
+    mount();
+    EXPECT_EQ(ino_of("file"), file);
+    EXPECT_EQ(ino_of("dir"), dir);
+    EXPECT_EQ(ino_of("dir/sub"), sub);
+    EXPECT_EQ(ino_of("dir/sub/new"), created);
+    // readdir tells the same numbers as stat.
+    EXPECT_EQ(dirent_ino("", "file"), file);
+    EXPECT_EQ(dirent_ino("", "dir"), dir);
+    EXPECT_EQ(dirent_ino("dir/sub", "new"), created);
+    EXPECT_EQ(read_file(at("file")), "lower data+");
+}
+
+TEST_F(Identity, RenameKeepsTheNumber) {
+    mount();
+    const ino_t file = ino_of("file");
+    const ino_t dir = ino_of("dir");
+    ASSERT_EQ(::rename(at("file").c_str(), at("moved").c_str()), 0) << std::strerror(errno);
+    ASSERT_EQ(::rename(at("dir").c_str(), at("moved-dir").c_str()), 0) << std::strerror(errno);
+    EXPECT_EQ(ino_of("moved"), file);
+    EXPECT_EQ(ino_of("moved-dir"), dir);
+    EXPECT_EQ(read_file(at("moved-dir/sub/deep")), "deep");
+    EXPECT_EQ(errno_of([&] { return ::access(at("file").c_str(), F_OK); }), ENOENT);
+    EXPECT_EQ(errno_of([&] { return ::access(at("dir").c_str(), F_OK); }), ENOENT);
+    unmount();
+    mount();
+    EXPECT_EQ(ino_of("moved"), file);
+    EXPECT_EQ(list_names(at("")), (std::vector<std::string>{"moved", "moved-dir"}));
+    EXPECT_EQ(list_names(at("moved-dir/sub")), std::vector<std::string>{"deep"});
+}
+
+TEST_F(Identity, LinkThroughTheMountSharesOneInode) {
+    mount();
+    ASSERT_EQ(::link(at("file").c_str(), at("second").c_str()), 0) << std::strerror(errno);
+    struct stat first {
+    }, second{};
+    ASSERT_EQ(::stat(at("file").c_str(), &first), 0);
+    ASSERT_EQ(::stat(at("second").c_str(), &second), 0);
+    EXPECT_EQ(first.st_ino, second.st_ino);
+    EXPECT_EQ(first.st_nlink, 2u);
+    write_file(at("second"), "changed");
+    EXPECT_EQ(read_file(at("file")), "changed");
+    unmount();
+    mount();
+    EXPECT_EQ(read_file(at("file")), "changed");
+    EXPECT_EQ(ino_of("file"), ino_of("second"));
+}
+
+TEST_F(Identity, UnlinkedOpenFilesReportNoLinks) {
+    mount();
+    Fd lower(::open(at("file").c_str(), O_RDONLY));
+    ASSERT_TRUE(lower);
+    ASSERT_EQ(::unlink(at("file").c_str()), 0);
+    struct stat st {};
+    ASSERT_EQ(::fstat(lower.get(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 0u);
+
+    Fd created(::open(at("fresh").c_str(), O_CREAT | O_RDWR, 0644));
+    ASSERT_TRUE(created);
+    ASSERT_EQ(::write(created.get(), "abc", 3), 3);
+    ASSERT_EQ(::unlink(at("fresh").c_str()), 0);
+    ASSERT_EQ(::fstat(created.get(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 0u);
+    EXPECT_EQ(st.st_size, 3);
+    char back[4] = {};
+    EXPECT_EQ(::pread(created.get(), back, 3, 0), 3);
+    EXPECT_STREQ(back, "abc");
+}
+
+TEST_F(Identity, RenameOfALowerDirectoryOverAWhiteoutAndBack) {
+    mount();
+    ASSERT_EQ(::rename(at("dir").c_str(), at("other").c_str()), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir(at("dir").c_str(), 0755), 0);  // over the whiteout: opaque, empty
+    EXPECT_TRUE(list_names(at("dir")).empty());
+    ASSERT_EQ(::rmdir(at("dir").c_str()), 0);
+    ASSERT_EQ(::rename(at("other").c_str(), at("dir").c_str()), 0) << std::strerror(errno);
+    EXPECT_EQ(list_names(at("dir")), std::vector<std::string>{"sub"});
+    EXPECT_EQ(read_file(at("dir/sub/deep")), "deep");
+    EXPECT_EQ(errno_of([&] { return ::access(at("other").c_str(), F_OK); }), ENOENT);
+}
+
+}  // namespace
+}  // namespace layerfs::test
