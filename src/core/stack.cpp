@@ -63,6 +63,13 @@ Result<Location> Stack::locate(const Node& node) {
     return Location{std::move(*parent_fd), std::move(alias.name)};
 }
 
+Result<struct stat> Stack::stat_node(const Node& node) {
+    auto where = locate(node);
+    if (!where) return where.error();
+    if (where->name.empty()) return sys::stat_fd(where->dir->get());
+    return sys::stat_at(where->dir->get(), where->name);
+}
+
 Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
     auto where = locate(node);
     if (!where) return where.error();

@@ -10,6 +10,7 @@
 
 #include "layerfs/core/overlay_xattr.hpp"
 #include "layerfs/fs/copy_data.hpp"
+#include "layerfs/fs/hard_links.hpp"
 #include "layerfs/fs/identity.hpp"
 #include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/syscalls.hpp"
@@ -125,6 +126,19 @@ Result<void> copy_times(const Source& src, const WorkTemp& temp) {
     return {};
 }
 
+// NODE now lives in the upper as the object UPPER_ST.
+void adopt_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement,
+                 const struct stat& upper_st) {
+    const std::size_t upper = fs.stack().upper().index();
+    core::Placement upper_placement = placement;
+    upper_placement.layer = upper;
+    if (node->is_dir()) {
+        upper_placement.dir_layers.insert(upper_placement.dir_layers.begin(), upper);
+    }
+    node->set_placement(std::move(upper_placement), true);
+    fs.nodes().rekey(*node, core::RealId{upper_st.st_dev, upper_st.st_ino});
+}
+
 Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOptions& options) {
     core::Stack& stack = fs.stack();
     const core::Placement placement = node->placement();
@@ -137,6 +151,14 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     const Source src{std::move(*src_dir), alias.name, *src_st};
     auto upper_dir = stack.dir_fd(*alias.parent, stack.upper().index());
     if (!upper_dir) return upper_dir.error();
+
+    // A node that went stale (its copy was made through another node of the same object)
+    // adopts the copy instead of failing to place a second one.
+    if (auto present = sys::stat_at((*upper_dir)->get(), alias.name);
+        present && (present->st_mode & S_IFMT) == (src_st->st_mode & S_IFMT)) {
+        adopt_upper(fs, node, placement, *present);
+        return {};
+    }
 
     WorkTemp temp(stack);
     using Step = Result<void> (*)(const Source&, const WorkTemp&);
@@ -164,14 +186,7 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
 
     auto copied = sys::stat_at((*upper_dir)->get(), alias.name);
     if (!copied) return copied.error();
-    core::Placement upper_placement = placement;
-    upper_placement.layer = stack.upper().index();
-    if (node->is_dir()) {
-        upper_placement.dir_layers.insert(upper_placement.dir_layers.begin(),
-                                          stack.upper().index());
-    }
-    node->set_placement(std::move(upper_placement), true);
-    fs.nodes().rekey(*node, core::RealId{copied->st_dev, copied->st_ino});
+    adopt_upper(fs, node, placement, *copied);
     return {};
 }
 
@@ -187,7 +202,11 @@ Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options
     }
     std::lock_guard lock(node->change_mutex());
     if (node->in_upper()) return {};  // another request did it while we waited
-    return copy_up_locked(fs, node, options);
+    const core::Placement lower = node->placement();
+    auto lower_st = fs.stack().stat_node(*node);
+    if (!lower_st) return lower_st.error();
+    if (auto copied = copy_up_locked(fs, node, options); !copied) return copied;
+    return link_other_names(fs, node, lower.layer, *lower_st);
 }
 
 }  // namespace layerfs::fs

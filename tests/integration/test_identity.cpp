@@ -26,6 +26,10 @@ class Identity : public ::testing::Test {
         write_file(dir_ / "lower/file", "lower data");
         make_dir(dir_ / "lower/dir/sub");
         write_file(dir_ / "lower/dir/sub/deep", "deep");
+        make_dir(dir_ / "lower/links");
+        write_file(dir_ / "lower/links/one", "linked");
+        make_hard_link(dir_ / "lower/links/one", dir_ / "lower/links/two");
+        make_hard_link(dir_ / "lower/links/one", dir_ / "lower/three");
     }
 
     void mount() {
@@ -101,7 +105,8 @@ TEST_F(Identity, RenameKeepsTheNumber) {
     unmount();
     mount();
     EXPECT_EQ(ino_of("moved"), file);
-    EXPECT_EQ(list_names(at("")), (std::vector<std::string>{"moved", "moved-dir"}));
+    EXPECT_EQ(list_names(at("")),
+              (std::vector<std::string>{"links", "moved", "moved-dir", "three"}));
     EXPECT_EQ(list_names(at("moved-dir/sub")), std::vector<std::string>{"deep"});
 }
 
@@ -120,6 +125,35 @@ TEST_F(Identity, LinkThroughTheMountSharesOneInode) {
     mount();
     EXPECT_EQ(read_file(at("file")), "changed");
     EXPECT_EQ(ino_of("file"), ino_of("second"));
+}
+
+TEST_F(Identity, LowerHardLinksStayOneFileAcrossCopyUp) {
+    mount();
+    const ino_t before = ino_of("links/one");
+    EXPECT_EQ(ino_of("links/two"), before);
+    {
+        Fd fd(::open(at("links/two").c_str(), O_WRONLY | O_APPEND));
+        ASSERT_TRUE(fd) << std::strerror(errno);
+        ASSERT_EQ(::write(fd.get(), "+", 1), 1);
+    }
+    for (const char* name : {"links/one", "links/two", "three"}) {
+        EXPECT_EQ(read_file(at(name)), "linked+") << name;
+        EXPECT_EQ(ino_of(name), before) << name;
+    }
+    unmount();
+    // The upper alone holds them as one file: the kernel reading it sees the same.
+    struct stat one {
+    }, two{}, three{};
+    ASSERT_EQ(::stat((dir_ / "upper/links/one").c_str(), &one), 0);
+    ASSERT_EQ(::stat((dir_ / "upper/links/two").c_str(), &two), 0);
+    ASSERT_EQ(::stat((dir_ / "upper/three").c_str(), &three), 0);
+    EXPECT_EQ(one.st_ino, two.st_ino);
+    EXPECT_EQ(one.st_ino, three.st_ino);
+    EXPECT_EQ(one.st_nlink, 3u);
+    mount();
+    write_file(at("three"), "again");
+    EXPECT_EQ(read_file(at("links/one")), "again");
+    EXPECT_EQ(ino_of("three"), before);
 }
 
 TEST_F(Identity, UnlinkedOpenFilesReportNoLinks) {

@@ -12,6 +12,7 @@
 #include "layerfs/core/dir_fd_cache.hpp"
 #include "layerfs/core/ino.hpp"
 #include "layerfs/core/layer.hpp"
+#include "layerfs/core/link_index.hpp"
 #include "layerfs/core/node.hpp"
 #include "layerfs/result.hpp"
 
@@ -73,6 +74,9 @@ class Stack {
         return !layers_[layer].is_upper() || write_->whiteouts == WhiteoutStyle::oci_files;
     }
 
+    // The hard links of the lower layers, built on first need.
+    LinkIndex& links() { return links_; }
+
     // Drops the cached fd of NODE's directory in LAYER (after it is removed or replaced).
     void forget_dir_fd(const Node& node, std::size_t layer) { dirs_.erase(node.serial(), layer); }
     const InoMapper& inos() const { return inos_; }
@@ -83,6 +87,9 @@ class Stack {
 
     // Where NODE's object is in its topmost layer.
     Result<Location> locate(const Node& node);
+
+    // lstat of NODE's object where it lives now.
+    Result<struct stat> stat_node(const Node& node);
 
     // Opens NODE's object with FLAGS (O_NOFOLLOW is always added).
     Result<sys::UniqueFd> open_node(const Node& node, int flags);
@@ -95,6 +102,7 @@ class Stack {
     std::optional<WriteSetup> write_;
     InoMapper inos_;
     DirFdCache dirs_;
+    LinkIndex links_;
 };
 
 }  // namespace layerfs::core
