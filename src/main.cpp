@@ -6,6 +6,7 @@
 
 #include "layerfs/cli/options.hpp"
 #include "layerfs/core/dir_fd_cache.hpp"
+#include "layerfs/core/id_map.hpp"
 #include "layerfs/core/stack.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/fuse/session.hpp"
@@ -65,6 +66,15 @@ int main(int argc, char** argv) {
     fs::UnionOptions options;
     options.read_only = config.read_only || !config.upperdir;
     options.sync_copy_up = config.sync_copy_up;
+    // squash_to_uid/gid win over squash_to_root, as in fuse-overlayfs.
+    const std::optional<std::uint32_t> squash_root =
+        config.squash_to_root ? std::optional<std::uint32_t>(0) : std::nullopt;
+    options.uids =
+        core::IdMap(config.uid_ranges, config.squash_to_uid ? config.squash_to_uid : squash_root);
+    options.gids =
+        core::IdMap(config.gid_ranges, config.squash_to_gid ? config.squash_to_gid : squash_root);
+    options.static_nlink = config.static_nlink;
+    options.xattrs = config.xattrs;
     fs::Union fs(std::move(*stack), std::move(options));
     return fuse_ops::serve(fs, config);
 }

@@ -47,6 +47,14 @@ constexpr std::array<std::string_view, 6> kDroppedValueWords = {
     "context", "fscontext", "defcontext", "rootcontext", "user", "comment",
 };
 
+// layerfs's own words that take a value (besides the layer paths), fuse-overlayfs's among
+// them: containers/storage passes those.
+constexpr std::array<std::string_view, 15> kOwnValueWords = {
+    "timeout",    "log_level",     "xattr_namespace",   "fsync",        "uidmapping",
+    "gidmapping", "squash_to_uid", "squash_to_gid",     "noxattrs",     "threaded",
+    "writeback",  "fast_ino",      "xattr_permissions", "redirect_dir", "plugins",
+};
+
 template <std::size_t N>
 bool contains(const std::array<std::string_view, N>& words, std::string_view word) {
     return std::find(words.begin(), words.end(), word) != words.end();
@@ -120,16 +128,32 @@ Checked<void> apply_flag_word(MountConfig& config, std::string_view word) {
         config.read_only = false;
         return {};
     }
+    if (word == "squash_to_root") {
+        config.squash_to_root = true;
+        return {};
+    }
+    if (word == "static_nlink") {
+        config.static_nlink = true;
+        return {};
+    }
+    if (word == "noacl") {
+        config.posix_acl = false;
+        return {};
+    }
+    // fuse-overlayfs's volatile: no syncs; the kernel's crash marker is not written yet.
+    if (word == "volatile") {
+        config.sync_copy_up = false;
+        return {};
+    }
     if (contains(kLibfuseFlagWords, word)) {
         config.fuse_options.emplace_back(word);
         return {};
     }
     if (contains(kDroppedFlagWords, word)) return {};
 
-    const bool needs_value =
-        word == "lowerdir" || word == "upperdir" || word == "workdir" || word == "timeout" ||
-        word == "log_level" || word == "xattr_namespace" || word == "fsync" ||
-        contains(kLibfuseTextWords, word) || contains(kLibfuseNumberWords, word);
+    const bool needs_value = word == "lowerdir" || word == "upperdir" || word == "workdir" ||
+                             contains(kOwnValueWords, word) || contains(kLibfuseTextWords, word) ||
+                             contains(kLibfuseNumberWords, word);
     if (needs_value) return error(word, "missing value");
     return unknown_option(word);
 }
@@ -149,9 +173,8 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
         return {};
     }
     // `timeout=` alone is a forgotten value, not a strange one.
-    const bool needs_nonempty_value = name == "timeout" || name == "log_level" ||
-                                      name == "xattr_namespace" || name == "fsync" ||
-                                      contains(kLibfuseNumberWords, name);
+    const bool needs_nonempty_value =
+        contains(kOwnValueWords, name) || contains(kLibfuseNumberWords, name);
     if (needs_nonempty_value && value.empty()) return error(name, "missing value");
 
     if (name == "timeout") {
@@ -173,6 +196,44 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
         }
         return {};
     }
+    if (name == "uidmapping" || name == "gidmapping") {
+        auto ranges = core::parse_id_ranges(value);
+        if (!ranges) return error(name, ranges.error().text);
+        (name == "uidmapping" ? config.uid_ranges : config.gid_ranges) = std::move(*ranges);
+        return {};
+    }
+    if (name == "squash_to_uid" || name == "squash_to_gid") {
+        std::uint32_t id = 0;
+        auto [stop, status] = std::from_chars(value.data(), value.data() + value.size(), id);
+        if (status != std::errc{} || stop != value.data() + value.size()) {
+            return error(name, "not a number", value);
+        }
+        (name == "squash_to_uid" ? config.squash_to_uid : config.squash_to_gid) = id;
+        return {};
+    }
+    if (name == "noxattrs") {
+        if (value != "0" && value != "1") return error(name, "not 0 or 1", value);
+        config.xattrs = value == "0";
+        return {};
+    }
+    // fuse-overlayfs tuning words with no meaning here: layerfs is always multi-threaded,
+    // has no writeback cache yet, and its inode numbers are always the stable ones.
+    if (name == "threaded" || name == "writeback" || name == "fast_ino") {
+        if (!is_unsigned_number(value)) return error(name, "not a number", value);
+        return {};
+    }
+    if (name == "redirect_dir") {
+        // layerfs writes no redirects (a moved directory is copied), so "off" is what it
+        // does anyway.
+        if (value != "off" && value != "nofollow")
+            return error(name, "only off is supported", value);
+        return {};
+    }
+    if (name == "xattr_permissions") {
+        if (value == "0") return {};
+        return error(name, "modes 1 and 2 are not implemented yet", value);
+    }
+    if (name == "plugins") return error(name, "layer plugins are not supported", value);
     if (name == "fsync") {
         // fuse-overlayfs spells "off" as fsync=0.
         if (value == "auto" || value == "1") {

@@ -9,10 +9,14 @@
 
 namespace layerfs::fs {
 
-struct stat present_attr(const core::Node& node, const struct stat& real) {
+struct stat present_attr(const Union& fs, const core::Node& node, const struct stat& real) {
     struct stat st = real;
     st.st_ino = node.ino();
-    if (node.is_dir() && node.placement().dir_layers.size() > 1) st.st_nlink = 1;
+    st.st_uid = fs.options().uids.shown(real.st_uid);
+    st.st_gid = fs.options().gids.shown(real.st_gid);
+    if (node.is_dir() && (fs.options().static_nlink || node.placement().dir_layers.size() > 1)) {
+        st.st_nlink = 1;
+    }
     return st;
 }
 
@@ -23,7 +27,7 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
         if (!fd) return Errno{ENOENT};
         auto st = sys::stat_fd(fd->get());
         if (!st) return st.error();
-        struct stat shown = present_attr(node, *st);
+        struct stat shown = present_attr(fs, node, *st);
         shown.st_nlink = 0;
         return shown;
     }
@@ -32,7 +36,7 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
     auto st = where->name.empty() ? sys::stat_fd(where->dir->get())
                                   : sys::stat_at(where->dir->get(), where->name);
     if (!st) return st.error();
-    return present_attr(node, *st);
+    return present_attr(fs, node, *st);
 }
 
 Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
@@ -42,7 +46,7 @@ Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
     if (!fd) return fd.error();
     auto st = sys::stat_fd((*fd)->get());
     if (!st) return st.error();
-    struct stat shown = present_attr(node, *st);
+    struct stat shown = present_attr(fs, node, *st);
     shown.st_nlink = 0;
     return shown;
 }
@@ -55,10 +59,10 @@ std::string self_path(const core::Location& where) {
     return sys::proc_fd_path(where.dir->get());
 }
 
-Result<void> change_owner(const core::Location& where, const AttrChange& change) {
+Result<void> change_owner(const Union& fs, const core::Location& where, const AttrChange& change) {
     if (!change.uid && !change.gid) return {};
-    const uid_t uid = change.uid.value_or(static_cast<uid_t>(-1));
-    const gid_t gid = change.gid.value_or(static_cast<gid_t>(-1));
+    const uid_t uid = change.uid ? fs.options().uids.stored(*change.uid) : static_cast<uid_t>(-1);
+    const gid_t gid = change.gid ? fs.options().gids.stored(*change.gid) : static_cast<gid_t>(-1);
     const int flags = AT_SYMLINK_NOFOLLOW | (where.name.empty() ? AT_EMPTY_PATH : 0);
     if (::fchownat(where.dir->get(), where.name.c_str(), uid, gid, flags) != 0) {
         return last_errno();
@@ -114,7 +118,7 @@ Result<struct stat> setattr(Union& fs, const core::NodePtr& node, const AttrChan
     }
     auto where = fs.stack().locate(*node);
     if (!where) return where.error();
-    if (auto done = change_owner(*where, change); !done) return done.error();
+    if (auto done = change_owner(fs, *where, change); !done) return done.error();
     if (auto done = change_mode(*node, *where, change); !done) return done.error();
     if (auto done = change_size(fs, *node, *where, change, file); !done) return done.error();
     if (auto done = change_times(*where, change); !done) return done.error();

@@ -30,10 +30,12 @@ struct NewIdentity {
     std::optional<sys::InheritedAcl> acl;
 };
 
-Result<NewIdentity> new_identity(int upper_dir, const NewObject& what, const Caller& caller) {
+Result<NewIdentity> new_identity(const Union& fs, int upper_dir, const NewObject& what,
+                                 const Caller& caller) {
     auto parent = sys::stat_fd(upper_dir);
     if (!parent) return parent.error();
-    NewIdentity id{caller.uid, caller.gid, what.mode & 07777, std::nullopt};
+    NewIdentity id{fs.options().uids.stored(caller.uid), fs.options().gids.stored(caller.gid),
+                   what.mode & 07777, std::nullopt};
     const bool is_dir = S_ISDIR(what.mode);
     if (parent->st_mode & S_ISGID) {
         id.gid = parent->st_gid;
@@ -135,7 +137,7 @@ Result<Created> make_object(Union& fs, const core::NodePtr& parent, const std::s
     if (*slot == UpperSlot::object) return Errno{EEXIST};  // made since the check above
     const bool over_whiteout = *slot == UpperSlot::whiteout;
 
-    auto id = new_identity(dirfd, what, caller);
+    auto id = new_identity(fs, dirfd, what, caller);
     if (!id) return id.error();
     WorkTemp temp(fs.stack());
     auto file_fd = build_new(temp, what);

@@ -65,8 +65,8 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
                 if (xattr_whiteouts && is_xattr_whiteout(fd, entry.name, *st)) continue;
                 type = st->st_mode & S_IFMT;
             }
-            merged.push_back(MergedEntry{std::move(entry.name), type,
-                                         entry_ino(fs, layer, fd, entry, type)});
+            merged.push_back(
+                MergedEntry{std::move(entry.name), type, entry_ino(fs, layer, fd, entry, type)});
         }
         for (std::string& name : deleted_below) settled.insert(std::move(name));
     }

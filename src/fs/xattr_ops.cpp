@@ -39,6 +39,7 @@ std::optional<std::string> shown_xattr_name(const std::string& stored) {
 }
 
 Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::string& name) {
+    if (!fs.options().xattrs) return Errno{ENOTSUP};
     if (!shown_xattr_name(escape_xattr_name(name))) return Errno{ENODATA};
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
@@ -46,6 +47,7 @@ Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::stri
 }
 
 Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) {
+    if (!fs.options().xattrs) return Errno{ENOTSUP};
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
     auto stored = sys::list_xattr(where->dir->get(), where->name);
@@ -59,6 +61,7 @@ Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) 
 
 Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& name,
                        const std::string& value, int flags) {
+    if (!fs.options().xattrs) return Errno{ENOTSUP};
     if (fs.read_only()) return Errno{EROFS};
     const std::string stored = escape_xattr_name(name);
     if (!shown_xattr_name(stored)) return Errno{EPERM};  // fuse-overlayfs's records
@@ -69,6 +72,7 @@ Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& 
 }
 
 Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::string& name) {
+    if (!fs.options().xattrs) return Errno{ENOTSUP};
     if (fs.read_only()) return Errno{EROFS};
     const std::string stored = escape_xattr_name(name);
     if (!shown_xattr_name(stored)) return Errno{ENODATA};

@@ -106,7 +106,7 @@ struct LoopConfigDeleter {
 }  // namespace
 
 void op_init(void* userdata, struct fuse_conn_info* conn) {
-    (void)userdata;
+    const auto& state = *static_cast<const SessionState*>(userdata);
     auto want = [conn](unsigned capability) {
         if (conn->capable & capability) conn->want |= capability;
     };
@@ -119,7 +119,7 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
     want(FUSE_CAP_ASYNC_READ);
     // The kernel checks ACLs and leaves the umask to us: a parent's default ACL replaces
     // it (DESIGN.md §6).
-    want(FUSE_CAP_POSIX_ACL);
+    if (state.posix_acl) want(FUSE_CAP_POSIX_ACL);
     want(FUSE_CAP_DONT_MASK);
     // Locks stay kernel-local; killpriv needs a write side that clears the bits itself.
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
@@ -127,7 +127,7 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
 }
 
 int serve(fs::Union& fs, const cli::MountConfig& config) {
-    SessionState state{fs, config.timeout};
+    SessionState state{fs, config.timeout, config.posix_acl};
     const std::string options = fuse_option_list(fs, config);
     std::vector<std::string> words = {"layerfs", "-o", options};
     if (config.debug) words.push_back("-d");

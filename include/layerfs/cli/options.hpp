@@ -1,10 +1,12 @@
 // What the command line asks for, after parsing and before touching any filesystem.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "layerfs/core/id_map.hpp"
 #include "layerfs/result.hpp"
 
 namespace layerfs::cli {
@@ -28,9 +30,18 @@ struct MountConfig {
     XattrNamespaceChoice xattr_namespace = XattrNamespaceChoice::automatic;
     // fsync copied-up data before moving it into place (fsync=auto, the default, and 1).
     bool sync_copy_up = true;
-    bool foreground = false;  // -f
-    bool debug = false;       // -d / -o debug: debug log, implies foreground
-    bool read_only = false;   // -o ro (also implied when there is no upperdir)
+    // fuse-overlayfs's owner translation and the related switches (containers/storage).
+    std::vector<core::IdRange> uid_ranges;
+    std::vector<core::IdRange> gid_ranges;
+    bool squash_to_root = false;
+    std::optional<std::uint32_t> squash_to_uid;
+    std::optional<std::uint32_t> squash_to_gid;
+    bool static_nlink = false;  // every directory shows st_nlink 1
+    bool posix_acl = true;      // noacl turns the kernel's ACL handling off
+    bool xattrs = true;         // noxattrs=1: no xattrs through the mount
+    bool foreground = false;    // -f
+    bool debug = false;         // -d / -o debug: debug log, implies foreground
+    bool read_only = false;     // -o ro (also implied when there is no upperdir)
     // Words handed to libfuse unchanged (allow_other, default_permissions, fsname=, ...).
     std::vector<std::string> fuse_options;
 };

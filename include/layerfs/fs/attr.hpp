@@ -13,8 +13,9 @@
 namespace layerfs::fs {
 
 // REAL (the layer object's stat) as the mount shows it: the node's stable inode number,
-// and a link count of 1 for a merged directory, as the kernel's overlayfs reports.
-struct stat present_attr(const core::Node& node, const struct stat& real);
+// owners through the mount's id map, and a link count of 1 for a merged directory, as the
+// kernel's overlayfs reports (for every directory with static_nlink).
+struct stat present_attr(const Union& fs, const core::Node& node, const struct stat& real);
 
 Result<struct stat> getattr(Union& fs, const core::Node& node);
 

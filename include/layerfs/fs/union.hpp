@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 
+#include "layerfs/core/id_map.hpp"
 #include "layerfs/core/inode_table.hpp"
 #include "layerfs/core/stack.hpp"
 
@@ -17,6 +18,12 @@ struct UnionOptions {
     // fsync copied-up data before it is moved into place, as the kernel does: after a
     // power loss the file is the lower one or the whole copy.
     bool sync_copy_up = true;
+    // Owners as stored in the layers <-> as the mount shows them (fuse-overlayfs's
+    // uidmapping=, gidmapping=, squash_to_*).
+    core::IdMap uids = {};
+    core::IdMap gids = {};
+    bool static_nlink = false;
+    bool xattrs = true;  // noxattrs=1 makes every xattr call ENOTSUP
     // Test seam: called after each copy-up step; an error aborts the copy-up there.
     std::function<Result<void>(CopyUpStep)> copy_up_fault = {};
 };

@@ -14,6 +14,7 @@ namespace layerfs::fuse_ops {
 struct SessionState {
     fs::Union& fs;
     double timeout;  // entry, attribute and negative-entry cache, seconds
+    bool posix_acl;  // ask the kernel to enforce POSIX ACLs (off with noacl)
 };
 
 SessionState& state_of(fuse_req_t req);
