@@ -33,8 +33,13 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     const Key key{real, static_cast<mode_t>(type & S_IFMT)};
     auto it = by_key_.find(key);
     if (it != by_key_.end()) {
-        it->second->lookups_++;
-        return it->second;
+        if (!it->second->unlinked()) {
+            it->second->lookups_++;
+            return it->second;
+        }
+        // The filesystem reused the number of a removed object for this new one.
+        detached_.emplace(it->second.get(), std::move(it->second));
+        by_key_.erase(it);
     }
     auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino, in_upper);
     node->lookups_ = 1;
@@ -46,7 +51,8 @@ NodePtr InodeTable::find(RealId real, mode_t type) const {
     std::lock_guard lock(mutex_);
     if (real == root_->real_) return root_;
     auto it = by_key_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
-    return it == by_key_.end() ? nullptr : it->second;
+    if (it == by_key_.end() || it->second->unlinked()) return nullptr;
+    return it->second;
 }
 
 void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
@@ -64,6 +70,9 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     if (it != by_key_.end() && it->second.get() == node) {
         released = std::move(it->second);
         by_key_.erase(it);
+    } else if (auto detached = detached_.find(node); detached != detached_.end()) {
+        released = std::move(detached->second);
+        detached_.erase(detached);
     }
 }
 
@@ -79,12 +88,18 @@ void InodeTable::rekey(Node& node, RealId real) {
     if (it == by_key_.end() || it->second.get() != &node) return;  // forgotten already
     NodePtr held = std::move(it->second);
     by_key_.erase(it);
-    by_key_.emplace(Key{real, type}, std::move(held));
+    auto [slot, inserted] = by_key_.try_emplace(Key{real, type}, held);
+    if (!inserted) {
+        // The number belonged to a removed object the kernel still holds: it steps aside.
+        // Anything else would be two live nodes for one object; keep ours alive regardless.
+        detached_.emplace(slot->second.get(), std::move(slot->second));
+        slot->second = std::move(held);
+    }
 }
 
 std::size_t InodeTable::size() const {
     std::lock_guard lock(mutex_);
-    return by_key_.size();
+    return by_key_.size() + detached_.size();
 }
 
 }  // namespace layerfs::core

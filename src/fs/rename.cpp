@@ -256,6 +256,10 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
         }
     }
     node->set_alias(core::Alias{new_parent, new_name});
+    // The replaced object lost its last name (unless it has other links).
+    if (target_node && (target_node->is_dir() || (*target)->attr().st_nlink <= 1)) {
+        target_node->mark_unlinked();
+    }
     return {};
 }
 

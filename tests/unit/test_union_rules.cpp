@@ -305,3 +305,27 @@ TEST(UnionStack, RootOfEveryLayerContributes) {
 
 }  // namespace
 }  // namespace layerfs
+
+namespace layerfs {
+namespace {
+
+// An object removed while the kernel still holds its node may have its number reused by
+// the filesystem for a new object: that one must get a node of its own.
+TEST(InodeTableTest, ARemovedObjectsNumberReusedGetsANewNode) {
+    core::InodeTable table(core::Placement{}, core::RealId{1, 1}, 1, false);
+    const core::RealId reused{1, 42};
+    core::NodePtr old =
+        table.intern(core::Alias{table.root(), "a"}, S_IFDIR, core::Placement{}, reused, 42, true);
+    old->mark_unlinked();
+    core::NodePtr fresh =
+        table.intern(core::Alias{table.root(), "a"}, S_IFDIR, core::Placement{}, reused, 42, true);
+    EXPECT_NE(old, fresh);
+    EXPECT_EQ(table.find(reused, S_IFDIR), fresh);
+    EXPECT_EQ(table.size(), 2u);
+    table.forget(table.id_of(*old), 1);  // the kernel's late forget of the removed one
+    EXPECT_EQ(table.size(), 1u);
+    EXPECT_EQ(table.find(reused, S_IFDIR), fresh);
+}
+
+}  // namespace
+}  // namespace layerfs

@@ -60,6 +60,9 @@ class InodeTable {
     mutable std::mutex mutex_;
     NodePtr root_;
     std::unordered_map<Key, NodePtr, KeyHash> by_key_;
+    // Nodes whose object was removed while the kernel still holds them: their real number
+    // may be reused by a new object, which must get a node of its own.
+    std::unordered_map<const Node*, NodePtr> detached_;
     std::uint64_t next_serial_ = 1;
 };
 
