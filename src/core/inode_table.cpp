@@ -35,6 +35,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     if (it != by_key_.end()) {
         if (!it->second->unlinked()) {
             it->second->lookups_++;
+            it->second->add_alias(alias);
             return it->second;
         }
         // The filesystem reused the number of a removed object for this new one.

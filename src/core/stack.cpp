@@ -74,7 +74,10 @@ Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
     auto where = locate(node);
     if (!where) return where.error();
     if (where->name.empty()) return sys::reopen(where->dir->get(), flags);
-    return sys::open_at(where->dir->get(), where->name, flags);
+    auto fd = sys::open_at(where->dir->get(), where->name, flags);
+    // A regular file's name that now holds a whiteout device was removed meanwhile.
+    if (!fd && fd.error().value == ENXIO && S_ISREG(node.type())) return Errno{ENOENT};
+    return fd;
 }
 
 }  // namespace layerfs::core

@@ -36,6 +36,9 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
     auto st = where->name.empty() ? sys::stat_fd(where->dir->get())
                                   : sys::stat_at(where->dir->get(), where->name);
     if (!st) return st.error();
+    // The name was removed meanwhile and may hold a whiteout now: the kernel would take a
+    // changed type for a corrupt inode.
+    if ((st->st_mode & S_IFMT) != (node.type() & S_IFMT)) return Errno{ENOENT};
     return present_attr(fs, node, *st);
 }
 
@@ -80,8 +83,8 @@ Result<void> change_mode(const core::Node& node, const core::Location& where,
     return {};
 }
 
-Result<void> change_size(Union& fs, const core::Node& node, const core::Location& where,
-                         const AttrChange& change, OpenFile* file) {
+Result<void> change_size(Union& fs, const core::Node& node, const AttrChange& change,
+                         OpenFile* file) {
     if (!change.size) return {};
     if (node.is_dir()) return Errno{EISDIR};
     if ((node.type() & S_IFMT) != S_IFREG) return Errno{EINVAL};
@@ -90,7 +93,7 @@ Result<void> change_size(Union& fs, const core::Node& node, const core::Location
         if (fd && ::ftruncate((*fd)->get(), *change.size) == 0) return {};
         // A handle opened read-only cannot truncate: fall back to the name, as truncate(2).
     }
-    auto fd = sys::open_at(where.dir->get(), where.name, O_WRONLY);
+    auto fd = fs.stack().open_node(node, O_WRONLY);
     if (!fd) return fd.error();
     if (::ftruncate(fd->get(), *change.size) != 0) return last_errno();
     return {};
@@ -118,9 +121,15 @@ Result<struct stat> setattr(Union& fs, const core::NodePtr& node, const AttrChan
     }
     auto where = fs.stack().locate(*node);
     if (!where) return where.error();
+    // A name removed by a concurrent request must not lead to what is there now.
+    if (!node->unlinked()) {
+        auto present = fs.stack().stat_node(*node);
+        if (!present) return present.error();
+        if ((present->st_mode & S_IFMT) != (node->type() & S_IFMT)) return Errno{ENOENT};
+    }
     if (auto done = change_owner(fs, *where, change); !done) return done.error();
     if (auto done = change_mode(*node, *where, change); !done) return done.error();
-    if (auto done = change_size(fs, *node, *where, change, file); !done) return done.error();
+    if (auto done = change_size(fs, *node, change, file); !done) return done.error();
     if (auto done = change_times(*where, change); !done) return done.error();
     return getattr(fs, *node);
 }

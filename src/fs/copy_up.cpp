@@ -148,6 +148,8 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     if (!src_dir) return src_dir.error();
     auto src_st = sys::stat_at((*src_dir)->get(), alias.name);
     if (!src_st) return src_st.error();
+    // The name was removed meanwhile (by a request on another node of the same name).
+    if ((src_st->st_mode & S_IFMT) != (node->type() & S_IFMT)) return Errno{ENOENT};
     const Source src{std::move(*src_dir), alias.name, *src_st};
     auto upper_dir = stack.dir_fd(*alias.parent, stack.upper().index());
     if (!upper_dir) return upper_dir.error();

@@ -186,9 +186,12 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
                        : make_whiteout(fs, dirfd, name);
     // Open handles of a file whose last name went report no links, even when a lower
     // layer still holds it under a whiteout.
-    if (removed && hit->st.st_nlink <= 1) {
+    if (removed) {
         const core::RealId real{hit->st.st_dev, hit->st.st_ino};
-        if (auto node = fs.nodes().find(real, hit->st.st_mode)) node->mark_unlinked();
+        if (auto node = fs.nodes().find(real, hit->st.st_mode)) {
+            node->remove_alias(parent.get(), name);
+            if (hit->st.st_nlink <= 1) node->mark_unlinked();
+        }
     }
     return removed;
 }

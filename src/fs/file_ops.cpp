@@ -49,6 +49,11 @@ Result<OpenFile> open_file(Union& fs, const core::NodePtr& node, int flags) {
         }
     }
     const int layer_flags = (flags & kPassedFlags) | (flags & O_TRUNC);
+    // A node whose name was replaced meanwhile (a concurrent unlink left a whiteout device
+    // there) must not open what is there now.
+    auto present = fs.stack().stat_node(*node);
+    if (!present) return present.error();
+    if ((present->st_mode & S_IFMT) != (node->type() & S_IFMT)) return Errno{ENOENT};
     auto fd = fs.stack().open_node(*node, layer_flags);
     if (!fd) return fd.error();
     return OpenFile(node, std::move(*fd), node->in_upper(), flags);

@@ -219,8 +219,8 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
         if (::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), RENAME_EXCHANGE) != 0) {
             return last_errno();
         }
-        target_node->set_alias(core::Alias{old_parent, old_name});
-        node->set_alias(core::Alias{new_parent, new_name});
+        target_node->rename_alias(new_parent.get(), new_name, core::Alias{old_parent, old_name});
+        node->rename_alias(old_parent.get(), old_name, core::Alias{new_parent, new_name});
         return {};
     }
 
@@ -255,10 +255,13 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
             if (auto made = make_whiteout(fs, old_fd, old_name); !made) return made;
         }
     }
-    node->set_alias(core::Alias{new_parent, new_name});
-    // The replaced object lost its last name (unless it has other links).
-    if (target_node && (target_node->is_dir() || (*target)->attr().st_nlink <= 1)) {
-        target_node->mark_unlinked();
+    node->rename_alias(old_parent.get(), old_name, core::Alias{new_parent, new_name});
+    if (target_node) {
+        target_node->remove_alias(new_parent.get(), new_name);
+        // The replaced object lost its last name (unless it has other links).
+        if (target_node->is_dir() || (*target)->attr().st_nlink <= 1) {
+            target_node->mark_unlinked();
+        }
     }
     return {};
 }

@@ -53,7 +53,7 @@ class Node : public std::enable_shared_from_this<Node> {
     Node(std::uint64_t serial, Alias alias, mode_t type, Placement placement, RealId real,
          ino_t ino, bool in_upper)
         : serial_(serial),
-          alias_(std::move(alias)),
+          aliases_{std::move(alias)},
           type_(type),
           placement_(std::move(placement)),
           in_upper_(in_upper),
@@ -88,9 +88,11 @@ class Node : public std::enable_shared_from_this<Node> {
         return open_fd_.lock();
     }
 
+    // The name the node is reached by: the first of its names the kernel knows. A hard-
+    // linked file has several; when they are all gone the last one stays, for the record.
     Alias alias() const {
         std::lock_guard lock(mutex_);
-        return alias_;
+        return aliases_.front();
     }
     Placement placement() const {
         std::lock_guard lock(mutex_);
@@ -103,9 +105,34 @@ class Node : public std::enable_shared_from_this<Node> {
         placement_ = std::move(placement);
         in_upper_.store(in_upper, std::memory_order_release);
     }
-    void set_alias(Alias alias) {
+    // Another name of the object was looked up (a hard link).
+    void add_alias(const Alias& alias) {
         std::lock_guard lock(mutex_);
-        alias_ = std::move(alias);
+        for (const Alias& known : aliases_) {
+            if (known.parent == alias.parent && known.name == alias.name) return;
+        }
+        aliases_.push_back(alias);
+    }
+    // The name (PARENT, NAME) was removed.
+    void remove_alias(const Node* parent, const std::string& name) {
+        std::lock_guard lock(mutex_);
+        for (auto it = aliases_.begin(); it != aliases_.end(); ++it) {
+            if (it->parent.get() == parent && it->name == name && aliases_.size() > 1) {
+                aliases_.erase(it);
+                return;
+            }
+        }
+    }
+    // The name (OLD_PARENT, OLD_NAME) was renamed to TO; it becomes the name used first.
+    void rename_alias(const Node* old_parent, const std::string& old_name, Alias to) {
+        std::lock_guard lock(mutex_);
+        for (auto it = aliases_.begin(); it != aliases_.end(); ++it) {
+            if (it->parent.get() == old_parent && it->name == old_name) {
+                aliases_.erase(it);
+                break;
+            }
+        }
+        aliases_.insert(aliases_.begin(), std::move(to));
     }
 
     // Held across a copy-up of this node (and later a rename), so that two requests never
@@ -116,9 +143,9 @@ class Node : public std::enable_shared_from_this<Node> {
     friend class InodeTable;
 
     const std::uint64_t serial_;
-    mutable std::mutex mutex_;  // guards alias_ and placement_
+    mutable std::mutex mutex_;  // guards aliases_, placement_ and open_fd_
     std::mutex change_mutex_;
-    Alias alias_;
+    std::vector<Alias> aliases_;  // never empty
     const mode_t type_;
     Placement placement_;
     std::atomic<bool> in_upper_;
