@@ -187,9 +187,33 @@ Mount options:
   noauto, nofail, user, users, nouser, owner, _netdev, x-*, relatime and the
   other atime flags, SELinux context=) are accepted and ignored.
 
+fuse-overlayfs's options, with its meaning (containers/storage passes them):
+  uidmapping=STORED:SHOWN:LEN[:STORED2:SHOWN2:LEN2...]
+                       stored uid STORED+i shows as SHOWN+i; a caller's uid
+                       SHOWN+i is stored as STORED+i (chown, new objects);
+                       ids outside every range show as 65534; a leading colon
+                       and empty fields are ignored
+  gidmapping=...       the same for groups
+  squash_to_root       every object shows as owned by 0:0
+  squash_to_uid=N      every object shows as owned by uid N (squash_to_gid=N:
+  squash_to_gid=N      group N); they win over squash_to_root; chown still
+                       stores the owner it is given
+  static_nlink         directories show st_nlink 1
+  noacl                no POSIX ACL handling by the kernel
+  noxattrs=1           every xattr call fails with ENOTSUP
+  volatile             like fsync=0 (the kernel's volatile marker is not
+                       written yet)
+  threaded=N, writeback=N, fast_ino=N, redirect_dir=off
+                       accepted without effect
+  plugins= is refused (not supported); xattr_permissions=1|2 is refused (not
+  implemented yet; 0 is accepted).
+
 Example:
   layerfs -o lowerdir=A:B,upperdir=U,workdir=W MNT
   unmount: fusermount3 -u MNT
+
+mount(8) runs the helper mount.layerfs for `mount -t layerfs` and for fstab
+entries of type layerfs; see layerfs(1).
 )";
     return text;
 }
