@@ -10,8 +10,9 @@ namespace layerfs::fs {
 namespace {
 
 // Only the flags that shape how data moves reach the layer; creation and truncation were
-// handled by the union.
-constexpr int kPassedFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_SYNC | O_DSYNC;
+// handled by the union. O_DIRECT stays with the kernel: the data reaches us in libfuse's
+// buffers, which a direct write to the layer would refuse as unaligned.
+constexpr int kPassedFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC;
 
 bool wants_change(int flags) {
     return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);

@@ -77,6 +77,8 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
         auto handle = std::make_unique<fs::DirSnapshot>(std::move(*snapshot));
         fi->fh = reinterpret_cast<uint64_t>(handle.get());
         // A read-only union never changes: the kernel may keep what it read of a listing.
+        // With an upper, the kernel's cache filled from listings taken while names change
+        // showed a name twice under concurrent changes (stress test): not yet.
         fi->cache_readdir = state_of(req).fs.read_only();
         fi->keep_cache = fi->cache_readdir;
         if (fuse_reply_open(req, fi) == 0) handle.release();
