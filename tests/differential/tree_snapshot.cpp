@@ -409,7 +409,9 @@ class EntryComparer {
         }
         field_if(expected.rdev != actual.rdev, "rdev", device_text(expected.rdev),
                  device_text(actual.rdev));
-        if (options_.compare_mtime) {
+        const bool mtime_compared = options_.compare_mtime ? (!is_dir || options_.compare_dir_mtime)
+                                                           : options_.mtime_paths.contains(path);
+        if (mtime_compared) {
             field_if(expected.mtime.tv_sec != actual.mtime.tv_sec ||
                          expected.mtime.tv_nsec != actual.mtime.tv_nsec,
                      "mtime", time_text(expected.mtime), time_text(actual.mtime));
@@ -441,6 +443,7 @@ class EntryComparer {
   private:
     void compare_nlink(const std::string& path, const EntrySnapshot& expected,
                        const EntrySnapshot& actual, bool is_dir) {
+        if (is_dir && options_.dir_nlink == DirNlinkRule::kIgnore) return;
         if (!is_dir) {
             if (options_.compare_nlink) {
                 field_if(expected.nlink != actual.nlink, "st_nlink", std::to_string(expected.nlink),

@@ -120,6 +120,9 @@ enum class DirNlinkRule {
     // exact counts everywhere). For a merged directory the actual side must report 1 or
     // 2 + its number of subdirectories in its own view; every other directory must match.
     kMergedMayBeOne,
+    // Not compared at all: the write-side differential test, where which directories are
+    // merged changes with every step (DESIGN.md §1 allows a merged directory either count).
+    kIgnore,
 };
 
 struct CompareOptions {
@@ -135,6 +138,12 @@ struct CompareOptions {
     // copying has its own.
     bool compare_dir_size = true;
     bool compare_mtime = true;
+    // With compare_mtime: also the mtime of directories. A test that changes a tree through
+    // two unions at different moments cannot expect equal directory times.
+    bool compare_dir_mtime = true;
+    // With compare_mtime false: the mtime of these paths all the same (the files whose mtime a
+    // test knows must agree: set explicitly, or kept from a lower layer by copy-up).
+    std::set<std::string> mtime_paths;
     // Paths that share an inode (hard links) in one view must share it in the other. Checked
     // for non-directories even when inode numbers themselves are not compared.
     bool compare_hard_link_groups = true;
