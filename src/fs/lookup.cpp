@@ -58,7 +58,9 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     if (!dir) return dir.error();
     const int dirfd = (*dir)->get();
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
-    if (reads_markers && is_marker_name(name)) return answer;  // markers are never entries
+    // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
+    // leaves it in the uppers it writes, and layerfs refuses to create .wh. names).
+    if ((reads_markers && is_marker_name(name)) || name == kOpaqueMarker) return answer;
 
     auto st = sys::stat_at(dirfd, name);
     if (!st && st.error().value != ENOENT) return st.error();
@@ -83,7 +85,7 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     }
     if (!st) return answer;
     if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
-        answer.marks = read_dir_marks(dirfd, name, reads_markers);
+        answer.marks = read_dir_marks(dirfd, name, true);
     } else if (S_ISDIR(st->st_mode)) {
         // Xattr whiteouts matter for the directory's own entries even at the bottom.
         answer.marks.has_xattr_whiteouts = read_dir_marks(dirfd, name, false).has_xattr_whiteouts;

@@ -48,6 +48,7 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
         const bool xattr_whiteouts = placement.has_xattr_whiteouts(layer_index);
         DeletedBelow deleted_below;
         for (sys::DirEntry& entry : *entries) {
+            if (entry.name == kOpaqueMarker) continue;
             if (reads_markers && is_marker_name(entry.name)) {
                 if (auto target = whiteout_target(entry.name)) {
                     deleted_below.push_back(std::move(*target));

@@ -31,7 +31,7 @@ std::optional<std::string> whiteout_marker_for(std::string_view name) {
     return std::string(kWhiteoutPrefix) + std::string(name);
 }
 
-DirMarks read_dir_marks(int dirfd, const std::string& name, bool is_lower) {
+DirMarks read_dir_marks(int dirfd, const std::string& name, bool read_marker_file) {
     DirMarks marks;
     for (const char* xattr : core::kOpaqueXattrs) {
         auto value = sys::get_xattr(dirfd, name, xattr);
@@ -43,7 +43,7 @@ DirMarks read_dir_marks(int dirfd, const std::string& name, bool is_lower) {
         // "x" is the kernel's "holds xattr whiteouts" and is not opaque.
         if (*value == "x") marks.has_xattr_whiteouts = true;
     }
-    if (is_lower) {
+    if (read_marker_file) {
         // The marker is looked up through a handle on the directory itself, so a layer
         // cannot point the check elsewhere with a symlink.
         Result<sys::UniqueFd> dir = name.empty() ? sys::reopen(dirfd, O_PATH | O_DIRECTORY)

@@ -4,7 +4,8 @@
 //                    file with overlay.whiteout inside a directory whose opaque value is x
 //   OCI / AUFS:      a file .wh.NAME; a file .wh..wh..opq inside an opaque directory
 //   fuse-overlayfs:  user.fuseoverlayfs.opaque=y, and the OCI files where it had no mknod
-// The OCI names are markers only in lower layers: in the upper they are ordinary names.
+// The OCI names are markers only in lower layers: in the upper they are ordinary names,
+// except .wh..wh..opq, which fuse-overlayfs leaves in the uppers it writes.
 #pragma once
 
 #include <sys/stat.h>
@@ -37,8 +38,8 @@ struct DirMarks {
 };
 
 // The marks of directory NAME under DIRFD (or of DIRFD itself when NAME is empty).
-// IS_LOWER enables the OCI marker file.
-DirMarks read_dir_marks(int dirfd, const std::string& name, bool is_lower);
+// READ_MARKER_FILE also looks for the OCI opaque marker file inside the directory.
+DirMarks read_dir_marks(int dirfd, const std::string& name, bool read_marker_file);
 
 // True when the entry NAME (stat ST) under DIRFD is a kernel xattr whiteout: a zero-size
 // regular file with overlay.whiteout. Only asked in directories whose marks say so.
