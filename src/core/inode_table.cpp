@@ -56,6 +56,14 @@ NodePtr InodeTable::find(RealId real, mode_t type) const {
     return it->second;
 }
 
+void InodeTable::retire(RealId real, mode_t type) {
+    std::lock_guard lock(mutex_);
+    auto it = by_key_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
+    if (it == by_key_.end()) return;
+    detached_.emplace(it->second.get(), std::move(it->second));
+    by_key_.erase(it);
+}
+
 void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     if (id == kRootId) return;
     NodePtr released;  // freed after the lock is dropped

@@ -158,6 +158,11 @@ Result<Created> make_object(Union& fs, const core::NodePtr& parent, const std::s
         if (auto marker = whiteout_marker_for(name)) ::unlinkat(dirfd, marker->c_str(), 0);
     }
 
+    // A node still holding the new object's number belongs to an object removed a moment
+    // ago (the filesystem reuses numbers at once); it must not become the new one's.
+    if (auto made = sys::stat_at(dirfd, name)) {
+        fs.nodes().retire(core::RealId{made->st_dev, made->st_ino}, made->st_mode);
+    }
     auto entry = lookup(fs, parent, name);
     if (!entry) return entry.error();
     Created created{std::move(*entry), std::nullopt};
@@ -181,17 +186,18 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
     auto below = find_in_layers(fs, *parent, name, true);
     if (!below && below.error().value != ENOENT) return below.error();
     const bool lower_has_name = below.ok();
+    // The node is found before the object goes: afterwards its number may already belong
+    // to a new object.
+    const core::NodePtr node =
+        fs.nodes().find(core::RealId{hit->st.st_dev, hit->st.st_ino}, hit->st.st_mode);
     auto removed = fs.stack().layer(hit->placement.layer).is_upper()
                        ? remove_upper_object(fs, dirfd, name, lower_has_name)
                        : make_whiteout(fs, dirfd, name);
     // Open handles of a file whose last name went report no links, even when a lower
     // layer still holds it under a whiteout.
-    if (removed) {
-        const core::RealId real{hit->st.st_dev, hit->st.st_ino};
-        if (auto node = fs.nodes().find(real, hit->st.st_mode)) {
-            node->remove_alias(parent.get(), name);
-            if (hit->st.st_nlink <= 1) node->mark_unlinked();
-        }
+    if (removed && node) {
+        node->remove_alias(parent.get(), name);
+        if (hit->st.st_nlink <= 1) node->mark_unlinked();
     }
     return removed;
 }

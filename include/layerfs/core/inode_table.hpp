@@ -35,6 +35,10 @@ class InodeTable {
     // The node the kernel holds for REAL, if any; the lookup count is not touched.
     NodePtr find(RealId real, mode_t type) const;
 
+    // A new object was just made with number REAL: whatever node still holds that number
+    // stands for a removed object (the filesystem reused the number) and steps aside.
+    void retire(RealId real, mode_t type);
+
     // Lowers the lookup count by N; at zero the table lets go of the node (open handles
     // may still hold it).
     void forget(std::uint64_t id, std::uint64_t n);
