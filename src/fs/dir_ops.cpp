@@ -178,6 +178,18 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
     if (!hit) return hit.error();
     if (S_ISDIR(hit->st.st_mode)) return Errno{EISDIR};
     if (auto up = copy_up(fs, parent); !up) return up.error();
+    // One name of a lower hard-link group going: the group is copied up first (its other
+    // names linked to the copy), so that their link count drops as on a local filesystem.
+    if (S_ISREG(hit->st.st_mode) && hit->st.st_nlink > 1 &&
+        !fs.stack().layer(hit->placement.layer).is_upper()) {
+        auto entry = lookup(fs, parent, name);
+        if (!entry) return entry.error();
+        auto up = copy_up(fs, entry->node);
+        fs.nodes().forget(fs.nodes().id_of(*entry->node), 1);
+        if (!up) return up.error();
+        hit = find_in_layers(fs, *parent, name);
+        if (!hit) return hit.error();
+    }
 
     std::lock_guard lock(parent->change_mutex());
     auto upper_dir = fs.stack().dir_fd(*parent, fs.stack().upper().index());

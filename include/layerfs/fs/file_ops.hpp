@@ -19,6 +19,14 @@ namespace layerfs::fs {
 class OpenFile {
   public:
     OpenFile(core::NodePtr node, sys::UniqueFd fd, bool in_upper, int flags);
+    OpenFile(OpenFile&&) = default;
+    OpenFile& operator=(OpenFile&&) = default;
+    // The kernel releases a handle only after every request on it was answered, an order
+    // that passes through /dev/fuse; taking the mutex once more makes it visible to
+    // ThreadSanitizer too.
+    ~OpenFile() {
+        if (mutex_) std::lock_guard lock(*mutex_);
+    }
 
     const core::NodePtr& node() const { return node_; }
 
