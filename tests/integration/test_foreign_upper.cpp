@@ -2,6 +2,7 @@
 // further: fuse-overlayfs leaves char 0/0 whiteouts, opaque directories marked both by
 // xattr and by a .wh..wh..opq file, which must not show.
 #include <gtest/gtest.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -61,6 +62,44 @@ TEST_F(ForeignUpper, FuseOverlayfsUpperMountsAndChangesFurther) {
     ASSERT_EQ(::unlink((mnt + "/kept").c_str()), 0);
     EXPECT_EQ(list_names(mnt), std::vector<std::string>{"d"});
     EXPECT_EQ(list_names(mnt + "/d"), (std::vector<std::string>{"n", "x"}));
+}
+
+}  // namespace
+}  // namespace layerfs::test
+
+namespace layerfs::test {
+namespace {
+
+// Rootless tools and the kernel's userxattr mode record the union's marks in user.: with
+// xattr_namespace=user an opaque directory is marked there, and read back after a remount.
+TEST(UserNamespaceMarks, OpaqueDirectoryIsWrittenAndReadInUserNamespace) {
+    REQUIRE_FUSE_OR_SKIP();
+    TempDir dir;
+    for (const char* sub : {"lower/d", "upper", "work", "mnt"}) make_dir(dir / sub);
+    write_file(dir / "lower/d/old", "old");
+    const std::string mnt = dir / "mnt";
+    const std::vector<std::string> args = {"-o",
+                                           "xattr_namespace=user,lowerdir=" + (dir / "lower") +
+                                               ",upperdir=" + (dir / "upper") +
+                                               ",workdir=" + (dir / "work"),
+                                           mnt};
+    {
+        Mount mount(mnt, args);
+        ASSERT_TRUE(mount.mounted()) << mount.stderr_text();
+        ASSERT_EQ(::unlink((mnt + "/d/old").c_str()), 0);
+        ASSERT_EQ(::rmdir((mnt + "/d").c_str()), 0);
+        ASSERT_EQ(::mkdir((mnt + "/d").c_str(), 0755), 0);
+        write_file(mnt + "/d/new", "new");
+    }
+    char value[8] = {};
+    EXPECT_EQ(::getxattr((dir / "upper/d").c_str(), "user.overlay.opaque", value, sizeof(value)),
+              1);
+    EXPECT_EQ(std::string(value), "y");
+    EXPECT_LT(::getxattr((dir / "upper/d").c_str(), "trusted.overlay.opaque", value, sizeof(value)),
+              0);
+    Mount again(mnt, args);
+    ASSERT_TRUE(again.mounted()) << again.stderr_text();
+    EXPECT_EQ(list_names(mnt + "/d"), std::vector<std::string>{"new"});
 }
 
 }  // namespace
