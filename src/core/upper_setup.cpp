@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "layerfs/sys/syscalls.hpp"
@@ -73,8 +74,13 @@ Checked<WriteSetup> prepare_write_setup(int workdir_fd, const std::string& workd
                 can_set_trusted(work->get()) ? "trusted.overlay." : "user.overlay.";
             break;
     }
-    if (can_make_whiteout_device(work->get())) {
+    // fuse-overlayfs's knob of the same meaning, for uppers that must be readable by tools
+    // that know only the OCI files (and to test this path where mknod always works).
+    const bool files_asked = std::getenv("LAYERFS_DISABLE_OVL_WHITEOUT") != nullptr;
+    if (!files_asked && can_make_whiteout_device(work->get())) {
         setup.whiteouts = WhiteoutStyle::device;
+    } else if (files_asked) {
+        setup.whiteouts = WhiteoutStyle::oci_files;
     } else {
         setup.whiteouts = WhiteoutStyle::oci_files;
         spdlog::warn(

@@ -2,6 +2,7 @@
 // further: fuse-overlayfs leaves char 0/0 whiteouts, opaque directories marked both by
 // xattr and by a .wh..wh..opq file, which must not show.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -99,6 +100,51 @@ TEST(UserNamespaceMarks, OpaqueDirectoryIsWrittenAndReadInUserNamespace) {
               0);
     Mount again(mnt, args);
     ASSERT_TRUE(again.mounted()) << again.stderr_text();
+    EXPECT_EQ(list_names(mnt + "/d"), std::vector<std::string>{"new"});
+}
+
+}  // namespace
+}  // namespace layerfs::test
+
+namespace layerfs::test {
+namespace {
+
+// Where the upper's filesystem refuses whiteout devices, deletions are recorded as OCI
+// .wh.NAME files (LAYERFS_DISABLE_OVL_WHITEOUT forces that here, where mknod works).
+TEST(WhiteoutFiles, DeletionsAreRecordedAsOciFilesAndReadBack) {
+    REQUIRE_FUSE_OR_SKIP();
+    TempDir dir;
+    for (const char* sub : {"lower/d", "upper", "work", "mnt"}) make_dir(dir / sub);
+    write_file(dir / "lower/f", "f");
+    write_file(dir / "lower/d/old", "old");
+    write_file(dir / "lower/kept", "kept");
+    const std::string mnt = dir / "mnt";
+    const std::vector<std::string> args = {"-o",
+                                           "lowerdir=" + (dir / "lower") + ",upperdir=" +
+                                               (dir / "upper") + ",workdir=" + (dir / "work"),
+                                           mnt};
+    ::setenv("LAYERFS_DISABLE_OVL_WHITEOUT", "1", 1);
+    struct Unset {
+        ~Unset() { ::unsetenv("LAYERFS_DISABLE_OVL_WHITEOUT"); }
+    } unset;
+    {
+        Mount mount(mnt, args);
+        ASSERT_TRUE(mount.mounted()) << mount.stderr_text();
+        ASSERT_EQ(::unlink((mnt + "/f").c_str()), 0);
+        ASSERT_EQ(::unlink((mnt + "/d/old").c_str()), 0);
+        ASSERT_EQ(::rmdir((mnt + "/d").c_str()), 0);
+        ASSERT_EQ(::mkdir((mnt + "/d").c_str(), 0755), 0);
+        write_file(mnt + "/d/new", "new");
+        EXPECT_EQ(list_names(mnt), (std::vector<std::string>{"d", "kept"}));
+        EXPECT_EQ(list_names(mnt + "/d"), std::vector<std::string>{"new"});
+    }
+    struct stat marker {};
+    ASSERT_EQ(::lstat((dir / "upper/.wh.f").c_str(), &marker), 0);
+    EXPECT_TRUE(S_ISREG(marker.st_mode));
+    EXPECT_NE(::lstat((dir / "upper/f").c_str(), &marker), 0);
+    Mount again(mnt, args);
+    ASSERT_TRUE(again.mounted()) << again.stderr_text();
+    EXPECT_EQ(list_names(mnt), (std::vector<std::string>{"d", "kept"}));
     EXPECT_EQ(list_names(mnt + "/d"), std::vector<std::string>{"new"});
 }
 
