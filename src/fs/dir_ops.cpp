@@ -116,6 +116,19 @@ Result<void> apply_identity(Union& fs, const WorkTemp& temp, const NewObject& wh
     return {};
 }
 
+// Removes NAME from the union (PARENT copied up and locked by the caller): an upper
+// object goes, and a whiteout takes its place where a lower layer still has the name.
+Result<void> remove_name(Union& fs, const core::NodePtr& parent, const std::string& name,
+                         bool object_in_upper) {
+    auto upper_dir = fs.stack().dir_fd(*parent, fs.stack().upper().index());
+    if (!upper_dir) return upper_dir.error();
+    const int dirfd = (*upper_dir)->get();
+    if (!object_in_upper) return make_whiteout(fs, dirfd, name);
+    auto below = find_in_layers(fs, *parent, name, true);
+    if (!below && below.error().value != ENOENT) return below.error();
+    return remove_upper_object(fs, dirfd, name, below.ok());
+}
+
 }  // namespace
 
 Result<Created> make_object(Union& fs, const core::NodePtr& parent, const std::string& name,
@@ -192,19 +205,11 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
     }
 
     std::lock_guard lock(parent->change_mutex());
-    auto upper_dir = fs.stack().dir_fd(*parent, fs.stack().upper().index());
-    if (!upper_dir) return upper_dir.error();
-    const int dirfd = (*upper_dir)->get();
-    auto below = find_in_layers(fs, *parent, name, true);
-    if (!below && below.error().value != ENOENT) return below.error();
-    const bool lower_has_name = below.ok();
     // The node is found before the object goes: afterwards its number may already belong
     // to a new object.
     const core::NodePtr node =
         fs.nodes().find(core::RealId{hit->st.st_dev, hit->st.st_ino}, hit->st.st_mode);
-    auto removed = fs.stack().layer(hit->placement.layer).is_upper()
-                       ? remove_upper_object(fs, dirfd, name, lower_has_name)
-                       : make_whiteout(fs, dirfd, name);
+    auto removed = remove_name(fs, parent, name, fs.stack().layer(hit->placement.layer).is_upper());
     // Open handles of a file whose last name went report no links, even when a lower
     // layer still holds it under a whiteout.
     if (removed && node) {
@@ -231,15 +236,7 @@ Result<void> rmdir(Union& fs, const core::NodePtr& parent, const std::string& na
     if (auto up = copy_up(fs, parent); !up) return up.error();
 
     std::lock_guard lock(parent->change_mutex());
-    auto upper_dir = fs.stack().dir_fd(*parent, fs.stack().upper().index());
-    if (!upper_dir) return upper_dir.error();
-    const int dirfd = (*upper_dir)->get();
-    auto below = find_in_layers(fs, *parent, name, true);
-    if (!below && below.error().value != ENOENT) return below.error();
-    const bool lower_has_name = below.ok();
-    Result<void> done = entry->node->in_upper()
-                            ? remove_upper_object(fs, dirfd, name, lower_has_name)
-                            : make_whiteout(fs, dirfd, name);
+    Result<void> done = remove_name(fs, parent, name, entry->node->in_upper());
     if (done) {
         fs.stack().forget_dir_fd(*entry->node, fs.stack().upper().index());
         entry->node->mark_unlinked();
