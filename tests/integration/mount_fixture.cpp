@@ -196,12 +196,26 @@ void record_status(RunResult& result, int status) {
     }
 }
 
+// A /proc file of another process, or "" when it cannot be read: the process may exit
+// between open and read, and read(2) then fails with ESRCH (which ifstream would throw).
+std::string read_proc_file(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return {};
+    std::string data;
+    char buffer[4096];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return {};
+        if (n == 0) return data;
+        data.append(buffer, static_cast<std::size_t>(n));
+    }
+}
+
 // A process still exists and is not a zombie (our PID 1 may never reap reparented daemons, so
 // a zombie counts as gone).
 bool process_alive(pid_t pid) {
-    std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat_file, line)) return false;
+    const std::string line = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
     const auto close_paren = line.rfind(')');
     if (close_paren == std::string::npos || close_paren + 2 >= line.size()) return false;
     const char state = line[close_paren + 2];
@@ -209,8 +223,7 @@ bool process_alive(pid_t pid) {
 }
 
 std::vector<std::string> process_cmdline(pid_t pid) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-    std::string raw((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    const std::string raw = read_proc_file("/proc/" + std::to_string(pid) + "/cmdline");
     std::vector<std::string> args;
     std::string current;
     for (char c : raw) {
