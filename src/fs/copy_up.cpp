@@ -126,6 +126,18 @@ Result<void> copy_times(const Source& src, const WorkTemp& temp) {
     return {};
 }
 
+// fsync=strict: the copy's name and, for a directory, the copy itself are on disk before
+// the copy-up counts as done (auto relies on the file's own fsync, as the kernel does).
+Result<void> sync_copied_up(int upper_dir, const std::string& name) {
+    if (auto copy = sys::open_at(upper_dir, name, O_RDONLY | O_DIRECTORY)) {
+        if (::fsync(copy->get()) != 0) return last_errno();
+    }
+    auto parent = sys::reopen(upper_dir, O_RDONLY | O_DIRECTORY);
+    if (!parent) return parent.error();
+    if (::fsync(parent->get()) != 0) return last_errno();
+    return {};
+}
+
 // NODE now lives in the upper as the object UPPER_ST.
 void adopt_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement,
                  const struct stat& upper_st) {
@@ -189,6 +201,8 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     auto copied = sys::stat_at((*upper_dir)->get(), alias.name);
     if (!copied) return copied.error();
     adopt_upper(fs, node, placement, *copied);
+    // After adopting: a failed sync reports an error but must not leave the node behind.
+    if (fs.options().sync_copy_up_dirs) return sync_copied_up((*upper_dir)->get(), alias.name);
     return {};
 }
 
