@@ -12,6 +12,7 @@
 #include "layerfs/fs/copy_data.hpp"
 #include "layerfs/fs/hard_links.hpp"
 #include "layerfs/fs/identity.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
@@ -71,8 +72,9 @@ Result<void> build_object(Union& fs, const Source& src, const WorkTemp& temp,
 Result<void> copy_owner(const Source& src, const WorkTemp& temp) {
     if (::fchownat(temp.work_fd(), temp.name().c_str(), src.st.st_uid, src.st.st_gid,
                    AT_SYMLINK_NOFOLLOW) != 0) {
-        // An unprivileged daemon keeps its own ownership ("when permitted").
-        if (errno != EPERM) return last_errno();
+        // An unprivileged daemon keeps its own ownership ("when permitted"); in a user
+        // namespace an owner outside its map (shown as the overflow id) is EINVAL.
+        if (errno != EPERM && errno != EINVAL) return last_errno();
     }
     return {};
 }
@@ -185,6 +187,12 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     for (const auto& [run, step] : steps) {
         if (auto done = run(src, temp); !done) return done;
         if (auto fault = step_done(fs, step); !fault) return fault;
+    }
+    // xattr_permissions=: the owner an unprivileged copy could not take goes to a record.
+    if (auto carried = carry_override_record(fs, placement.layer, src.dir->get(), src.name, src.st,
+                                             temp.work_fd(), temp.name());
+        !carried) {
+        return carried;
     }
     record_origin(fs, temp.work_fd(), temp.name(), src.st);
     if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault;

@@ -217,4 +217,20 @@ Result<void> record_new_object(const Union& fs, int dirfd, const std::string& na
     return set;
 }
 
+Result<void> carry_override_record(const Union& fs, std::size_t src_layer, int src_dir,
+                                   const std::string& src_name, const struct stat& src_st,
+                                   int work_fd, const std::string& temp) {
+    const std::string& xattr = fs.options().override_stat_xattr;
+    if (xattr.empty() || sys::get_xattr(work_fd, temp, xattr)) return {};
+    struct stat shown = src_st;
+    apply_override_record(fs, src_layer, src_dir, src_name, shown);
+    auto copy = sys::stat_at(work_fd, temp);
+    if (!copy) return copy.error();
+    if (shown.st_uid == copy->st_uid && shown.st_gid == copy->st_gid &&
+        shown.st_mode == copy->st_mode) {
+        return {};
+    }
+    return record_new_object(fs, work_fd, temp, shown.st_uid, shown.st_gid, shown.st_mode);
+}
+
 }  // namespace layerfs::fs

@@ -132,13 +132,21 @@ TEST_F(RootlessNamespace, MountReadWriteDeleteUnmount) {
 // The options rootless podman passes: volatile and xattr_permissions=2 work where the
 // daemon is root only in its namespace.
 TEST_F(RootlessNamespace, VolatileAndXattrPermissions) {
+    // A file of the host's root, outside the namespace's map, that the record presents as
+    // the namespace's root's: writable there, and copied up with its record.
+    write_file(dir_ / "lower/rootowned", "root's\n");
+    set_xattr(dir_ / "lower/rootowned", "user.containers.override_stat", "0:0:644");
     const std::string script = "set -e\n" + mount_command(",volatile,xattr_permissions=2") +
                                "\nchmod 4711 " + m("file") + "\nmkdir -m 0700 " + m("made") +
-                               "\nsync " + m("file") + "\nstat -c %a " + m("file") + "\numount " +
-                               m("") + "\n";
+                               "\nsync " + m("file") + "\nstat -c %a " + m("file") +
+                               "\necho more >> " + m("rootowned") + "\nstat -c %u:%g:%a " +
+                               m("rootowned") + "\numount " + m("") + "\n";
     const RunResult run = as_nobody_in_namespace(script);
     ASSERT_TRUE(run.succeeded()) << run.describe();
-    EXPECT_EQ(run.out, "4711\n");
+    EXPECT_EQ(run.out, "4711\n0:0:644\n");
+    EXPECT_EQ(read_file(dir_ / "upper/rootowned"), "root's\nmore\n");
+    EXPECT_EQ(get_xattr(dir_ / "upper/rootowned", "user.containers.override_stat").value,
+              "0:0:644");
     EXPECT_EQ(lstat_path(dir_ / "work/work/incompat/volatile").error, 0);
     // chmod went to the record; the file keeps its own mode.
     EXPECT_EQ(get_xattr(dir_ / "upper/file", "user.containers.override_stat").value, "0:0:4711");

@@ -70,4 +70,12 @@ Result<void> store_override_record(const Union& fs, int dirfd, const std::string
 Result<void> record_new_object(const Union& fs, int dirfd, const std::string& name, uid_t uid,
                                gid_t gid, mode_t mode);
 
+// Copy-up (xattr_permissions=): when the copy WORK_FD/TEMP has no record of the upper's
+// name and shows otherwise than the source (SRC_DIR/SRC_NAME in layer SRC_LAYER, stat
+// SRC_ST, its own record applied) — an unprivileged daemon cannot chown, or the lower
+// keeps records under another name — the source's owner and mode become the copy's record.
+Result<void> carry_override_record(const Union& fs, std::size_t src_layer, int src_dir,
+                                   const std::string& src_name, const struct stat& src_st,
+                                   int work_fd, const std::string& temp);
+
 }  // namespace layerfs::fs
