@@ -79,8 +79,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
     const pid_t pid = ::fork();
     if (pid < 0) throw_errno("fork");
     if (pid == 0) {
-        // Only async-signal-safe calls (and setenv, which is fine in a fork of a test
-        // process that holds no lock it needs) until exec.
+        // Only async-signal-safe calls until exec, and putenv, which allocates nothing (it
+        // stores the parent's string, still valid in this copy of its memory).
         ::dup2(write_end.get(), STDOUT_FILENO);
         ::dup2(write_end.get(), STDERR_FILENO);
         const int devnull = ::open("/dev/null", O_RDONLY);
