@@ -79,8 +79,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
     const pid_t pid = ::fork();
     if (pid < 0) throw_errno("fork");
     if (pid == 0) {
-        // Only async-signal-safe calls until exec, and putenv, which allocates nothing (it
-        // stores the parent's string, still valid in this copy of its memory).
+        // Only async-signal-safe calls until exec, but putenv, which may malloc: safe here,
+        // as the test process runs no other thread that could hold malloc's lock at fork.
         ::dup2(write_end.get(), STDOUT_FILENO);
         ::dup2(write_end.get(), STDERR_FILENO);
         const int devnull = ::open("/dev/null", O_RDONLY);
