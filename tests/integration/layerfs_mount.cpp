@@ -11,6 +11,7 @@
 #include <string_view>
 #include <thread>
 
+#include "layer_files.hpp"
 #include "mountinfo.hpp"
 
 namespace layerfs::test {
@@ -173,6 +174,15 @@ UnmountResult Mount::unmount() {
     }
     result.detail = detail.str();
     return result;
+}
+
+std::vector<std::string> names_in_work(const std::string& workdir) {
+    const std::string work = workdir + "/work";
+    if (::geteuid() == 0) return list_names(work);
+    set_mode(work, 0700);
+    std::vector<std::string> names = list_names(work);
+    set_mode(work, 0000);
+    return names;
 }
 
 }  // namespace layerfs::test

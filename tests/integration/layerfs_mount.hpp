@@ -118,4 +118,10 @@ class Mount {
     void reap_foreground(std::chrono::milliseconds bound);
 };
 
+// The names in WORKDIR/work, where the daemon builds copy-ups and whiteouts before it renames
+// them into place: anything left there after an unmount is a temp the daemon failed to clean.
+// Its mode is 000, as the kernel makes it: an owner who is not root gets to read it for a
+// moment and then puts the mode back. `workdir` is the mount's workdir= option.
+std::vector<std::string> names_in_work(const std::string& workdir);
+
 }  // namespace layerfs::test

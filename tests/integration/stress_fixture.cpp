@@ -142,7 +142,7 @@ void CheckedMount::end() {
         << tail_of(daemon_stderr);
     const StatResult work_dir = lstat_path(layers_.work + "/work");
     if (work_dir.error == 0) {
-        EXPECT_THAT(list_names(layers_.work + "/work"), IsEmpty())
+        EXPECT_THAT(names_in_work(layers_.work), IsEmpty())
             << "temp objects left in WORKDIR/work after unmount";
     }
 }
