@@ -933,6 +933,8 @@ def method(bench, args):
         f"opaque dirs ({m['whiteout_format']} format), {m['rewritten_files']} files rewritten by upper layers; "
         f"the union: {m['merged_entries']:,} entries; big file {m['big']['bytes'] // MIB} MiB of real data"
         f"{' (--quick size; 2048 MiB in a full run)' if m['big']['bytes'] < 2048 * MIB else ''}",
+        "workloads run: " + ", ".join(args.only) + ("" if "create" in args.only else
+                                                      " (create left out: --quick, or --only)"),
         f"lookup depth: {d['files']:,} files in {d['dirs']} directories spread over {', '.join(map(str, d['depths']))}"
         " layers (every directory in every layer); lstat of all of them and of as many missing names",
     ]
@@ -950,11 +952,14 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--no-pinned", action="store_true")
     ap.add_argument("--ro", action="store_true")
-    ap.add_argument("--only", default=",".join(s[0] for s in Bench.SESSIONS))
+    ap.add_argument("--only")
     ap.add_argument("--targets", default=",".join(TARGET_KEYS))
     ap.add_argument("--data")
     ap.add_argument("--timeout", type=int, default=int(os.environ.get("BENCH_TIMEOUT") or 600))
     args = ap.parse_args()
+    if args.only is None:
+        # --quick leaves out the one workload that issue 7 does not list (small-file create).
+        args.only = ",".join(s[0] for s in Bench.SESSIONS if not (args.quick and s[0] == "create"))
     args.only = [s for s in args.only.split(",") if s]
     args.targets = [s for s in args.targets.split(",") if s]
     bad = [s for s in args.only if s not in [x[0] for x in Bench.SESSIONS]]
