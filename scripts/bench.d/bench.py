@@ -875,8 +875,11 @@ def machine_info(args, tmp):
     fo_version = next((l for l in cmd("fuse-overlayfs", "--version").splitlines()
                        if l.startswith("fuse-overlayfs")), "")
     root = os.path.dirname(os.path.dirname(HERE))
-    commit = cmd("git", "-C", root, "rev-parse", "--short", "HEAD")
-    if cmd("git", "-C", root, "status", "--porcelain", "--untracked-files=no"):
+    # git refuses a repository of another user ("dubious ownership"): then the commit is unknown.
+    git = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, timeout=20)
+    commit = git.stdout.strip() if git.returncode == 0 else "unknown"
+    if git.returncode == 0 and cmd("git", "-C", root, "status", "--porcelain", "--untracked-files=no"):
         commit += " (with uncommitted changes)"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
