@@ -80,4 +80,23 @@ Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
     return fd;
 }
 
+SharedDirNames Stack::lower_names(const Node& node, std::size_t layer, int dirfd) {
+    if (layers_[layer].is_upper()) return nullptr;  // the upper changes: never indexed
+    if (SharedDirNames names = lower_names_.find(node.serial(), layer)) return names;
+    if (!lower_names_.worth_indexing(node.serial(), layer)) return nullptr;
+    auto entries = sys::read_dir_entries(dirfd);
+    if (!entries) return nullptr;  // unreadable (only searchable): the caller stats
+    remember_lower_names(node, layer, *entries);
+    return lower_names_.find(node.serial(), layer);
+}
+
+void Stack::remember_lower_names(const Node& node, std::size_t layer,
+                                 const std::vector<sys::DirEntry>& entries) {
+    if (layers_[layer].is_upper()) return;
+    std::vector<std::string> names;
+    names.reserve(entries.size());
+    for (const sys::DirEntry& entry : entries) names.push_back(entry.name);
+    lower_names_.insert(node.serial(), layer, std::make_shared<const DirNames>(names));
+}
+
 }  // namespace layerfs::core

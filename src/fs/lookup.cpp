@@ -61,6 +61,12 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
     // leaves it in the uppers it writes, and layerfs refuses to create .wh. names).
     if ((reads_markers && is_marker_name(name)) || name == kOpaqueMarker) return answer;
+    // A lower layer whose index lacks the name and its marker has nothing to say.
+    if (core::SharedDirNames names = fs.stack().lower_names(parent, layer, dirfd)) {
+        const std::optional<std::string> marker =
+            reads_markers && below_matters ? whiteout_marker_for(name) : std::nullopt;
+        if (!names->may_contain(name) && !(marker && names->may_contain(*marker))) return answer;
+    }
 
     auto st = sys::stat_at(dirfd, name);
     if (!st && st.error().value != ENOENT) return st.error();

@@ -43,6 +43,8 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
         const int fd = (*dir_fd)->get();
         auto entries = sys::read_dir_entries(fd);
         if (!entries) return entries.error();
+        // Lookups of the names just listed (and of any other) need not stat this layer.
+        fs.stack().remember_lower_names(dir, layer_index, *entries);
         const core::Layer& layer = fs.stack().layer(layer_index);
         const bool reads_markers = fs.stack().reads_oci_markers(layer_index);
         const bool xattr_whiteouts = placement.has_xattr_whiteouts(layer_index);

@@ -13,8 +13,10 @@
 #include "layerfs/core/ino.hpp"
 #include "layerfs/core/layer.hpp"
 #include "layerfs/core/link_index.hpp"
+#include "layerfs/core/name_index.hpp"
 #include "layerfs/core/node.hpp"
 #include "layerfs/result.hpp"
+#include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::core {
 
@@ -94,6 +96,13 @@ class Stack {
     // Opens NODE's object with FLAGS (O_NOFOLLOW is always added).
     Result<sys::UniqueFd> open_node(const Node& node, int flags);
 
+    // The names in directory NODE of the lower LAYER (open as DIRFD), if they are indexed or
+    // worth indexing now; null when the caller must ask the layer itself.
+    SharedDirNames lower_names(const Node& node, std::size_t layer, int dirfd);
+    // Indexes directory NODE of the lower LAYER from a listing made anyway.
+    void remember_lower_names(const Node& node, std::size_t layer,
+                              const std::vector<sys::DirEntry>& entries);
+
   private:
     Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
           std::size_t dir_cache_capacity);
@@ -102,6 +111,8 @@ class Stack {
     std::optional<WriteSetup> write_;
     InoMapper inos_;
     DirFdCache dirs_;
+    // About 16 MiB of name hashes at most.
+    NameIndexCache lower_names_{std::size_t{1} << 21};
     LinkIndex links_;
 };
 

@@ -1,0 +1,73 @@
+// What names a directory of a lower layer holds, so that a lookup stats only the layers that
+// have the name (DESIGN.md §5): with hundreds of layers, a name missing from most of them must
+// not cost a stat (and a .wh. marker stat) in each. Lower layers never change under a mount,
+// so an index never goes stale.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace layerfs::core {
+
+// The names of one directory, as sorted 64-bit hashes: 8 bytes a name. A hash collision
+// only makes a lookup stat a name that is not there.
+class DirNames {
+  public:
+    explicit DirNames(const std::vector<std::string>& names);
+
+    // False: the directory certainly has no NAME.
+    bool may_contain(std::string_view name) const;
+    std::size_t size() const { return hashes_.size(); }
+
+  private:
+    std::vector<std::uint64_t> hashes_;
+};
+
+using SharedDirNames = std::shared_ptr<const DirNames>;
+
+// Indexes by (node serial, layer) in an LRU bounded by the number of names it holds. A
+// directory is indexed when it is listed (the names are at hand) or at its second lookup:
+// one readdir pays off only when lookups repeat, and a stack whose names are found in the
+// first layer asked never needs one.
+class NameIndexCache {
+  public:
+    explicit NameIndexCache(std::size_t max_names) : max_names_(max_names) {}
+
+    // The index, or null; a null answer counts one lookup without an index.
+    SharedDirNames find(std::uint64_t node_serial, std::size_t layer);
+    // Whether the directory has had enough lookups without an index to be worth one.
+    bool worth_indexing(std::uint64_t node_serial, std::size_t layer) const;
+    void insert(std::uint64_t node_serial, std::size_t layer, SharedDirNames names);
+
+    std::size_t names() const;
+
+  private:
+    struct Key {
+        std::uint64_t serial;
+        std::size_t layer;
+        friend bool operator==(const Key&, const Key&) = default;
+    };
+    struct KeyHash {
+        std::size_t operator()(const Key& key) const {
+            return std::hash<std::uint64_t>()(key.serial * 131 + key.layer);
+        }
+    };
+    using Lru = std::list<std::pair<Key, SharedDirNames>>;
+
+    const std::size_t max_names_;
+    mutable std::mutex mutex_;
+    Lru lru_;  // most recently used first
+    std::unordered_map<Key, Lru::iterator, KeyHash> index_;
+    std::size_t names_ = 0;
+    // Lookups seen without an index; forgotten wholesale when it grows (it only delays one).
+    std::unordered_map<Key, unsigned, KeyHash> unindexed_lookups_;
+};
+
+}  // namespace layerfs::core
