@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "layerfs/cli/image_command.hpp"
 #include "layerfs/cli/options.hpp"
 #include "layerfs/core/dir_fd_cache.hpp"
 #include "layerfs/core/id_map.hpp"
@@ -42,6 +43,7 @@ layerfs::core::XattrNamespace to_core(layerfs::cli::XattrNamespaceChoice choice)
 
 int main(int argc, char** argv) {
     using namespace layerfs;
+    if (auto status = cli::run_image_command(argc, argv)) return *status;
     cli::ParsedCommandLine parsed = cli::parse_command_line(argc, argv);
     if (parsed.exit) {
         std::fputs(parsed.exit->output.c_str(), parsed.exit->to_stderr ? stderr : stdout);
