@@ -219,5 +219,47 @@ TEST_F(Apply, BrokenArchivesGiveAClearErrorThroughTheCommand) {
     EXPECT_EQ(good.out, sha256_of_file(tar) + "\n");
 }
 
+// Without the privilege to chown (here: a user namespace that maps only our own id), owners
+// go to user.containers.override_stat and the overlay marks to the user. namespace.
+TEST_F(Apply, UnprivilegedRecordsOwnersAndWritesUserXattrs) {
+    if (!run_command({"unshare", "-Ur", "true"}).succeeded()) {
+        GTEST_SKIP() << "no unprivileged user namespaces here";
+    }
+    {
+        TarBuilder b(tar);
+        b.dir("d/", 0750).file("d/f", "hi", 04755).file("d/.wh..wh..opq", "").file(".wh.x", "");
+    }
+    // TarBuilder writes uid 0; give the entries owners that cannot be mapped.
+    const std::string script =
+        "import tarfile,io\n"
+        "src=tarfile.open('" +
+        tar +
+        "')\n"
+        "dst=tarfile.open('" +
+        tmp / "owned.tar" +
+        "','w',format=tarfile.PAX_FORMAT)\n"
+        "for m in src:\n"
+        "  m.uid,m.gid=1234,99\n"
+        "  dst.addfile(m, src.extractfile(m) if m.isfile() else None)\n"
+        "dst.close()\n";
+    ASSERT_TRUE(run_command({"python3", "-c", script}).succeeded());
+    RunResult run =
+        run_command({"unshare", "-Ur", kLayerfsBinary, "apply", tmp / "owned.tar", out});
+    ASSERT_TRUE(run.succeeded()) << run.describe();
+    EXPECT_EQ(get_xattr(out + "/d/f", "user.containers.override_stat").value, "1234:99:04755");
+    EXPECT_EQ(get_xattr(out + "/d", "user.containers.override_stat").value, "1234:99:0750");
+    EXPECT_EQ(get_xattr(out + "/d", "user.overlay.opaque").value, "y");
+    const struct stat x = lstat_path(out + "/x").st;
+    EXPECT_TRUE(S_ISCHR(x.st_mode) && x.st_rdev == makedev(0, 0));
+    // And diff says the recorded owners in the headers, without the record itself.
+    RunResult packed = run_command(
+        {"unshare", "-Ur", kLayerfsBinary, "diff", out, "--lower", out, "-o", tmp / "back.tar"});
+    ASSERT_TRUE(packed.succeeded()) << packed.describe();
+    EXPECT_EQ(
+        list_tar(tmp / "back.tar"),
+        (std::vector<std::string>{".wh.x 100000 0 0:0 0", "d/ 40000 750 1234:99 0",
+                                  "d/.wh..wh..opq 100000 0 0:0 0", "d/f 100000 4755 1234:99 2"}));
+}
+
 }  // namespace
 }  // namespace layerfs::test
