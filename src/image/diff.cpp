@@ -291,7 +291,13 @@ Checked<DiffResult> diff_upper(const std::string& upper, const std::string& outp
     auto root = sys::open_user_path(upper, O_PATH | O_DIRECTORY);
     if (!root) return Message{prefix + errno_text(root.error())};
     // Held until the layer is written, so a mount started meanwhile says the upper is busy.
+    // fusermount3 -u returns before the daemon has exited and dropped its lock: a short
+    // bounded wait lets `fusermount3 -u MNT && layerfs diff UPPER` work as written.
     sys::UniqueFd lock = core::try_lock_upper(root->get());
+    for (int attempt = 0; !lock && !options.force && attempt < 40; ++attempt) {
+        ::usleep(50 * 1000);
+        lock = core::try_lock_upper(root->get());
+    }
     if (!lock && !options.force) {
         return Message{prefix +
                        "in use by a running layerfs (or another diff); unmount it first, or "
