@@ -208,6 +208,12 @@ fuse-overlayfs's options, with its meaning (containers/storage passes them):
   plugins= is refused (not supported); xattr_permissions=1|2 is refused (not
   implemented yet; 0 is accepted).
 
+Image layers (see layerfs apply --help, layerfs diff --help):
+  layerfs apply LAYER.tar[.gz|.zst] DIR
+                       unpack an OCI layer into a layer directory
+  layerfs diff UPPER [--lower DIR]... -o LAYER.tar|-
+                       pack an upper directory as an OCI layer
+
 Example:
   layerfs -o lowerdir=A:B,upperdir=U,workdir=W MNT
   unmount: fusermount3 -u MNT
