@@ -15,6 +15,10 @@ LAYERFS_PACKAGES=(
     libfuse3-dev fuse3 libxxhash-dev libspdlog-dev libcli11-dev
     libgtest-dev libgmock-dev libarchive-dev libssl-dev
     attr acl fuse-overlayfs clang-format
+    # tests/containers: podman (with conmon, pulled in) builds and runs images on layerfs,
+    # with runc (crun refuses the hybrid cgroup layout of the CI machines) and a rootfs made
+    # of busybox-static; buildah shares podman's build code and is what users run too.
+    podman buildah runc busybox-static
 )
 
 # A note that a stage's command may set; lfs_stage prints it after the duration.

@@ -1,14 +1,18 @@
 // layerfs: command line → open the stack → serve the mount → exit status.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include <cstdio>
+#include <string>
 
 #include "layerfs/cli/image_command.hpp"
 #include "layerfs/cli/options.hpp"
 #include "layerfs/core/dir_fd_cache.hpp"
 #include "layerfs/core/id_map.hpp"
 #include "layerfs/core/stack.hpp"
+#include "layerfs/core/volatile_marker.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/fuse/session.hpp"
 #include "layerfs/log/log.hpp"
@@ -39,6 +43,25 @@ layerfs::core::XattrNamespace to_core(layerfs::cli::XattrNamespaceChoice choice)
     return XattrNamespace::automatic;
 }
 
+std::string override_xattr_name(layerfs::cli::OverrideStat choice) {
+    switch (choice) {
+        case layerfs::cli::OverrideStat::privileged:
+            return layerfs::fs::kPrivilegedOverrideXattr;
+        case layerfs::cli::OverrideStat::containers:
+            return layerfs::fs::kContainersOverrideXattr;
+        case layerfs::cli::OverrideStat::off:
+            break;
+    }
+    return {};
+}
+
+// SELinux is enabled when its filesystem is mounted, as libselinux decides it.
+bool selinux_enabled() {
+    struct statfs fs {};
+    constexpr long kSelinuxMagic = 0xf97cff8c;
+    return ::statfs("/sys/fs/selinux", &fs) == 0 && fs.f_type == kSelinuxMagic;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -67,7 +90,19 @@ int main(int argc, char** argv) {
     }
     fs::UnionOptions options;
     options.read_only = config.read_only || !config.upperdir;
-    options.sync_copy_up = config.sync_copy_up;
+    options.sync_copy_up = config.fsync != cli::FsyncMode::unsynced;
+    options.sync_copy_up_dirs = config.fsync == cli::FsyncMode::strict;
+    options.fsync_noop = config.fsync == cli::FsyncMode::unsynced;
+    if (config.fsync == cli::FsyncMode::unsynced && !options.read_only) {
+        // Left before the first change, so a crash at any point leaves it (the kernel's rule).
+        if (auto marked = core::mark_volatile((*stack)->work_fd(), *config.workdir); !marked) {
+            std::fprintf(stderr, "layerfs: %s\n", marked.error().text.c_str());
+            return 1;
+        }
+    }
+    options.override_stat_xattr = override_xattr_name(config.override_stat);
+    options.override_layers =
+        fs::detect_override_layers(**stack, options.override_stat_xattr, !options.read_only);
     // squash_to_uid/gid win over squash_to_root, as in fuse-overlayfs.
     const std::optional<std::uint32_t> squash_root =
         config.squash_to_root ? std::optional<std::uint32_t>(0) : std::nullopt;
@@ -77,6 +112,19 @@ int main(int argc, char** argv) {
         core::IdMap(config.gid_ranges, config.squash_to_gid ? config.squash_to_gid : squash_root);
     options.static_nlink = config.static_nlink;
     options.xattrs = config.xattrs;
+    options.posix_acl = config.posix_acl;
     fs::Union fs(std::move(*stack), std::move(options));
-    return fuse_ops::serve(fs, config);
+    if (!selinux_enabled()) return fuse_ops::serve(fs, config);
+    // The kernel applies the labels where SELinux runs; elsewhere it would refuse them.
+    // libfuse splits its list at unescaped commas, which a quoted label may contain.
+    cli::MountConfig labelled = config;
+    for (const std::string& word : config.selinux_options) {
+        std::string escaped;
+        for (const char c : word) {
+            if (c == ',') escaped += '\\';
+            escaped += c;
+        }
+        labelled.fuse_options.push_back(std::move(escaped));
+    }
+    return fuse_ops::serve(fs, labelled);
 }

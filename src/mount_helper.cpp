@@ -3,6 +3,7 @@
 // layerfs's (-f means "fake", not "foreground"), so it maps them and runs layerfs.
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -45,11 +46,14 @@ int main(int argc, char** argv) {
     std::vector<char*> exec_argv;
     for (std::string& arg : args) exec_argv.push_back(arg.data());
     exec_argv.push_back(nullptr);
-    // Beside this helper first (a build or install tree), then the configured install path.
-    std::string self(argv[0]);
-    const std::size_t slash = self.rfind('/');
-    if (slash != std::string::npos) {
-        const std::string sibling = self.substr(0, slash + 1) + "layerfs";
+    // Beside this helper's real file first (a build tree, or an install where sbin is bin),
+    // then the configured install path. /proc/self/exe, not argv[0]: mount(8) runs the
+    // helper as /sbin/mount.layerfs, which may be a symlink into a build tree.
+    char self[PATH_MAX];
+    const ssize_t length = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (length > 0) {
+        std::string sibling(self, static_cast<std::size_t>(length));
+        sibling = sibling.substr(0, sibling.rfind('/') + 1) + "layerfs";
         if (::access(sibling.c_str(), X_OK) == 0) ::execv(sibling.c_str(), exec_argv.data());
     }
     ::execv(LAYERFS_INSTALLED_BINARY, exec_argv.data());

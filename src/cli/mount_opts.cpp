@@ -41,11 +41,12 @@ constexpr std::array<std::string_view, 17> kDroppedFlagWords = {
     "nouser",     "owner",       "_netdev",       "diratime", "nodiratime", "relatime",
     "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
 };
-// SELinux labels are dropped until labelling is implemented; `user=` and `comment=` are
-// bookkeeping words util-linux may hand to mount helpers.
-constexpr std::array<std::string_view, 6> kDroppedValueWords = {
-    "context", "fscontext", "defcontext", "rootcontext", "user", "comment",
-};
+// `user=` and `comment=` are bookkeeping words util-linux may hand to mount helpers.
+constexpr std::array<std::string_view, 2> kDroppedValueWords = {"user", "comment"};
+// SELinux's mount labels (containers/storage passes context="..."): kept for the kernel,
+// which applies them where SELinux is enabled.
+constexpr std::array<std::string_view, 4> kSelinuxWords = {"context", "fscontext", "defcontext",
+                                                           "rootcontext"};
 
 // layerfs's own words that take a value (besides the layer paths), fuse-overlayfs's among
 // them: containers/storage passes those.
@@ -140,9 +141,9 @@ Checked<void> apply_flag_word(MountConfig& config, std::string_view word) {
         config.posix_acl = false;
         return {};
     }
-    // fuse-overlayfs's volatile: no syncs; the kernel's crash marker is not written yet.
+    // fuse-overlayfs's and the kernel's volatile: fsync=volatile.
     if (word == "volatile") {
-        config.sync_copy_up = false;
+        config.fsync = FsyncMode::unsynced;
         return {};
     }
     if (contains(kLibfuseFlagWords, word)) {
@@ -230,18 +231,28 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
         return {};
     }
     if (name == "xattr_permissions") {
-        if (value == "0") return {};
-        return error(name, "modes 1 and 2 are not implemented yet", value);
+        if (value == "0") {
+            config.override_stat = OverrideStat::off;
+        } else if (value == "1") {
+            config.override_stat = OverrideStat::privileged;
+        } else if (value == "2") {
+            config.override_stat = OverrideStat::containers;
+        } else {
+            return error(name, "not 0, 1 or 2", value);
+        }
+        return {};
     }
     if (name == "plugins") return error(name, "layer plugins are not supported", value);
     if (name == "fsync") {
-        // fuse-overlayfs spells "off" as fsync=0.
+        // The kernel's three words, and fuse-overlayfs's 1 and 0 (0 is its volatile).
         if (value == "auto" || value == "1") {
-            config.sync_copy_up = true;
-        } else if (value == "0") {
-            config.sync_copy_up = false;
+            config.fsync = FsyncMode::automatic;
+        } else if (value == "strict") {
+            config.fsync = FsyncMode::strict;
+        } else if (value == "volatile" || value == "0") {
+            config.fsync = FsyncMode::unsynced;
         } else {
-            return error(name, "not auto, 1 or 0", value);
+            return error(name, "not auto, strict, volatile, 1 or 0", value);
         }
         return {};
     }
@@ -258,6 +269,10 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
     if (contains(kLibfuseNumberWords, name)) {
         if (!is_unsigned_number(value)) return error(name, "not a number", value);
         config.fuse_options.emplace_back(option);
+        return {};
+    }
+    if (contains(kSelinuxWords, name)) {
+        config.selinux_options.emplace_back(option);
         return {};
     }
     if (contains(kDroppedValueWords, name)) return {};

@@ -169,9 +169,12 @@ Mount options:
                        where the union's own marks are written:
                        trusted.overlay.* (needs root) or user.overlay.*;
                        auto probes (default)
-  fsync=auto|1|0       sync copied-up data before it is moved into place
-                       (default auto, which is 1; 0 is faster but a power loss
-                       may leave an empty copy)
+  fsync=auto|strict|volatile
+                       auto (default; also 1): sync copied-up data before the
+                       copy shows; strict: also the directories of a copy-up;
+                       volatile (also 0): never sync, fsync does nothing, and
+                       WORKDIR/work/incompat/volatile is left: later mounts of
+                       that upper refuse until it is removed
   debug                same as -d
   ro                   mount read-only (always so without upperdir=)
   rw                   mount read-write (the default with upperdir=)
@@ -185,7 +188,10 @@ Mount options:
   mount flags suid, nosuid, dev, nodev, exec, noexec, async, sync, dirsync,
   atime, noatime. The words mount(8) passes from /etc/fstab (defaults, auto,
   noauto, nofail, user, users, nouser, owner, _netdev, x-*, relatime and the
-  other atime flags, SELinux context=) are accepted and ignored.
+  other atime flags) are accepted and ignored.
+  context="LABEL", fscontext=, defcontext=, rootcontext=
+                       SELinux labels (quoted, commas allowed): given to the
+                       kernel where SELinux is enabled, ignored elsewhere
 
 fuse-overlayfs's options, with its meaning (containers/storage passes them):
   uidmapping=STORED:SHOWN:LEN[:STORED2:SHOWN2:LEN2...]
@@ -199,14 +205,17 @@ fuse-overlayfs's options, with its meaning (containers/storage passes them):
   squash_to_gid=N      group N); they win over squash_to_root; chown still
                        stores the owner it is given
   static_nlink         directories show st_nlink 1
-  noacl                no POSIX ACL handling by the kernel
+  noacl                no POSIX ACLs: not checked, system.posix_acl_* refused
   noxattrs=1           every xattr call fails with ENOTSUP
-  volatile             like fsync=0 (the kernel's volatile marker is not
-                       written yet)
+  volatile             same as fsync=volatile
+  xattr_permissions=1|2
+                       owner and mode kept in security.fuseoverlayfs.
+                       override_stat (1) or user.containers.override_stat (2),
+                       UID:GID:MODE[:TYPE]: stat shows them, chown and chmod
+                       write them, the mount hides them (0: off, the default)
   threaded=N, writeback=N, fast_ino=N, redirect_dir=off
                        accepted without effect
-  plugins= is refused (not supported); xattr_permissions=1|2 is refused (not
-  implemented yet; 0 is accepted).
+  plugins= is refused (not supported).
 
 Image layers (see layerfs apply --help, layerfs diff --help):
   layerfs apply LAYER.tar[.gz|.zst] DIR

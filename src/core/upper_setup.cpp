@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "layerfs/core/volatile_marker.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::core {
@@ -66,6 +67,10 @@ Checked<WriteSetup> prepare_write_setup(int workdir_fd, const std::string& workd
     if (!work) {
         return problem(workdir_path,
                        std::string("cannot open work: ") + std::strerror(work.error().value));
+    }
+    // Before the leftovers go: the kernel's incompat marks live among them.
+    if (auto marks = check_incompat_marks(work->get(), workdir_path); !marks) {
+        return marks.error();
     }
     // A temp object left by a crash was never visible: removing it loses nothing.
     auto leftovers = sys::read_dir_entries(work->get());

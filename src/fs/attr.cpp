@@ -5,15 +5,19 @@
 
 #include "layerfs/fs/copy_up.hpp"
 #include "layerfs/fs/file_ops.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::fs {
 
-struct stat present_attr(const Union& fs, const core::Node& node, const struct stat& real) {
+struct stat present_attr(const Union& fs, const core::Node& node, const struct stat& real,
+                         int dirfd, const std::string& name) {
     struct stat st = real;
+    // The record holds stored ids: the id map applies to them as to a real owner.
+    apply_override_record(fs, node.placement().layer, dirfd, name, st);
     st.st_ino = node.ino();
-    st.st_uid = fs.options().uids.shown(real.st_uid);
-    st.st_gid = fs.options().gids.shown(real.st_gid);
+    st.st_uid = fs.options().uids.shown(st.st_uid);
+    st.st_gid = fs.options().gids.shown(st.st_gid);
     if (node.is_dir() && (fs.options().static_nlink || node.placement().dir_layers.size() > 1)) {
         st.st_nlink = 1;
     }
@@ -27,7 +31,7 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
         if (!fd) return Errno{ENOENT};
         auto st = sys::stat_fd(fd->get());
         if (!st) return st.error();
-        struct stat shown = present_attr(fs, node, *st);
+        struct stat shown = present_attr(fs, node, *st, fd->get(), std::string());
         shown.st_nlink = 0;
         return shown;
     }
@@ -39,7 +43,7 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
     // The name was removed meanwhile and may hold a whiteout now: the kernel would take a
     // changed type for a corrupt inode.
     if ((st->st_mode & S_IFMT) != (node.type() & S_IFMT)) return Errno{ENOENT};
-    return present_attr(fs, node, *st);
+    return present_attr(fs, node, *st, where->dir->get(), where->name);
 }
 
 Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
@@ -49,7 +53,7 @@ Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
     if (!fd) return fd.error();
     auto st = sys::stat_fd((*fd)->get());
     if (!st) return st.error();
-    struct stat shown = present_attr(fs, node, *st);
+    struct stat shown = present_attr(fs, node, *st, (*fd)->get(), std::string());
     shown.st_nlink = 0;
     return shown;
 }
@@ -81,6 +85,20 @@ Result<void> change_mode(const core::Node& node, const core::Location& where,
                                       : ::fchmodat(where.dir->get(), where.name.c_str(), mode, 0);
     if (rc != 0) return last_errno();
     return {};
+}
+
+// xattr_permissions=: owner and mode go to the record, the object stays as it is.
+Result<void> record_owner_and_mode(const Union& fs, const core::Location& where,
+                                   const AttrChange& change) {
+    if (!change.uid && !change.gid && !change.mode) return {};
+    auto real = where.name.empty() ? sys::stat_fd(where.dir->get())
+                                   : sys::stat_at(where.dir->get(), where.name);
+    if (!real) return real.error();
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    if (change.uid) uid = fs.options().uids.stored(*change.uid);
+    if (change.gid) gid = fs.options().gids.stored(*change.gid);
+    return store_override_record(fs, where.dir->get(), where.name, *real, uid, gid, change.mode);
 }
 
 Result<void> change_size(Union& fs, const core::Node& node, const AttrChange& change,
@@ -127,8 +145,12 @@ Result<struct stat> setattr(Union& fs, const core::NodePtr& node, const AttrChan
         if (!present) return present.error();
         if ((present->st_mode & S_IFMT) != (node->type() & S_IFMT)) return Errno{ENOENT};
     }
-    if (auto done = change_owner(fs, *where, change); !done) return done.error();
-    if (auto done = change_mode(*node, *where, change); !done) return done.error();
+    if (fs.options().override_stat_xattr.empty()) {
+        if (auto done = change_owner(fs, *where, change); !done) return done.error();
+        if (auto done = change_mode(*node, *where, change); !done) return done.error();
+    } else if (auto done = record_owner_and_mode(fs, *where, change); !done) {
+        return done.error();
+    }
     if (auto done = change_size(fs, *node, change, file); !done) return done.error();
     if (auto done = change_times(*where, change); !done) return done.error();
     return getattr(fs, *node);

@@ -12,6 +12,7 @@
 #include "layerfs/fs/copy_data.hpp"
 #include "layerfs/fs/hard_links.hpp"
 #include "layerfs/fs/identity.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
@@ -71,8 +72,9 @@ Result<void> build_object(Union& fs, const Source& src, const WorkTemp& temp,
 Result<void> copy_owner(const Source& src, const WorkTemp& temp) {
     if (::fchownat(temp.work_fd(), temp.name().c_str(), src.st.st_uid, src.st.st_gid,
                    AT_SYMLINK_NOFOLLOW) != 0) {
-        // An unprivileged daemon keeps its own ownership ("when permitted").
-        if (errno != EPERM) return last_errno();
+        // An unprivileged daemon keeps its own ownership ("when permitted"); in a user
+        // namespace an owner outside its map (shown as the overflow id) is EINVAL.
+        if (errno != EPERM && errno != EINVAL) return last_errno();
     }
     return {};
 }
@@ -126,6 +128,18 @@ Result<void> copy_times(const Source& src, const WorkTemp& temp) {
     return {};
 }
 
+// fsync=strict: the copy's name and, for a directory, the copy itself are on disk before
+// the copy-up counts as done (auto relies on the file's own fsync, as the kernel does).
+Result<void> sync_copied_up(int upper_dir, const std::string& name) {
+    if (auto copy = sys::open_at(upper_dir, name, O_RDONLY | O_DIRECTORY)) {
+        if (::fsync(copy->get()) != 0) return last_errno();
+    }
+    auto parent = sys::reopen(upper_dir, O_RDONLY | O_DIRECTORY);
+    if (!parent) return parent.error();
+    if (::fsync(parent->get()) != 0) return last_errno();
+    return {};
+}
+
 // NODE now lives in the upper as the object UPPER_ST.
 void adopt_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement,
                  const struct stat& upper_st) {
@@ -174,6 +188,12 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
         if (auto done = run(src, temp); !done) return done;
         if (auto fault = step_done(fs, step); !fault) return fault;
     }
+    // xattr_permissions=: the owner an unprivileged copy could not take goes to a record.
+    if (auto carried = carry_override_record(fs, placement.layer, src.dir->get(), src.name, src.st,
+                                             temp.work_fd(), temp.name());
+        !carried) {
+        return carried;
+    }
     record_origin(fs, temp.work_fd(), temp.name(), src.st);
     if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault;
     // A copy-up is not a change of the parent directory: its times stay as they were.
@@ -189,6 +209,8 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     auto copied = sys::stat_at((*upper_dir)->get(), alias.name);
     if (!copied) return copied.error();
     adopt_upper(fs, node, placement, *copied);
+    // After adopting: a failed sync reports an error but must not leave the node behind.
+    if (fs.options().sync_copy_up_dirs) return sync_copied_up((*upper_dir)->get(), alias.name);
     return {};
 }
 

@@ -9,6 +9,7 @@
 #include <climits>
 
 #include "layerfs/fs/copy_up.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/readdir.hpp"
 #include "layerfs/fs/upper_edit.hpp"
 #include "layerfs/fs/whiteout.hpp"
@@ -94,6 +95,12 @@ Result<void> apply_identity(Union& fs, const WorkTemp& temp, const NewObject& wh
     const char* name = temp.name().c_str();
     if (::fchownat(work, name, id.uid, id.gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
         return last_errno();
+    }
+    // xattr_permissions=: the record is the owner an unprivileged daemon could not set.
+    if (auto recorded = record_new_object(fs, work, temp.name(), id.uid, id.gid,
+                                          (what.mode & S_IFMT) | id.mode);
+        !recorded) {
+        return recorded;
     }
     if (S_ISLNK(what.mode)) return {};
     if (id.acl) {

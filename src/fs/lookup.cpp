@@ -127,7 +127,7 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     // Objects are keyed by their real identity, so hard links share one node.
     core::NodePtr node = fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT,
                                            hit->placement, real, ino, layer.is_upper());
-    return Entry{node, present_attr(fs, *node, hit->st)};
+    return Entry{node, present_attr(fs, *node, hit->st, (*dir)->get(), name)};
 }
 
 }  // namespace layerfs::fs

@@ -90,6 +90,8 @@ Result<DirSnapshot> open_dir_snapshot(Union& fs, const core::NodePtr& dir) {
 
 Result<void> fsync_dir(Union& fs, const core::Node& dir, bool data_only) {
     if (!dir.in_upper()) return {};  // lower layers never change
+    // fsync=volatile: the caller chose speed over durability.
+    if (fs.options().fsync_noop) return {};
     auto fd = fs.stack().open_node(dir, O_RDONLY | O_DIRECTORY);
     if (!fd) return fd.error();
     const int rc = data_only ? ::fdatasync(fd->get()) : ::fsync(fd->get());

@@ -2,6 +2,7 @@
 
 #include "layerfs/core/overlay_xattr.hpp"
 #include "layerfs/fs/copy_up.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
@@ -15,6 +16,11 @@ std::size_t overlay_prefix_length(std::string_view name) {
         if (name.starts_with(prefix)) return prefix.size();
     }
     return 0;
+}
+
+// noacl: ACL names are neither read nor written (fuse-overlayfs's meaning).
+bool refused_acl(const Union& fs, std::string_view name) {
+    return !fs.options().posix_acl && name.starts_with("system.posix_acl_");
 }
 
 }  // namespace
@@ -40,7 +46,10 @@ std::optional<std::string> shown_xattr_name(const std::string& stored) {
 
 Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::string& name) {
     if (!fs.options().xattrs) return Errno{ENOTSUP};
-    if (!shown_xattr_name(escape_xattr_name(name))) return Errno{ENODATA};
+    if (refused_acl(fs, name)) return Errno{ENOTSUP};
+    if (!shown_xattr_name(escape_xattr_name(name)) || is_override_xattr(fs, name)) {
+        return Errno{ENODATA};
+    }
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
     return sys::get_xattr(where->dir->get(), where->name, escape_xattr_name(name));
@@ -54,6 +63,7 @@ Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) 
     if (!stored) return stored.error();
     std::vector<std::string> shown;
     for (const std::string& name : *stored) {
+        if (is_override_xattr(fs, name) || refused_acl(fs, name)) continue;
         if (auto visible = shown_xattr_name(name)) shown.push_back(std::move(*visible));
     }
     return shown;
@@ -62,9 +72,11 @@ Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) 
 Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& name,
                        const std::string& value, int flags) {
     if (!fs.options().xattrs) return Errno{ENOTSUP};
+    if (refused_acl(fs, name)) return Errno{ENOTSUP};
     if (fs.read_only()) return Errno{EROFS};
     const std::string stored = escape_xattr_name(name);
-    if (!shown_xattr_name(stored)) return Errno{EPERM};  // fuse-overlayfs's records
+    // fuse-overlayfs's records; an override record changes only through chown and chmod.
+    if (!shown_xattr_name(stored) || is_override_xattr(fs, name)) return Errno{EPERM};
     if (auto up = copy_up(fs, node); !up) return up;
     auto where = fs.stack().locate(*node);
     if (!where) return where.error();
@@ -73,9 +85,10 @@ Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& 
 
 Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::string& name) {
     if (!fs.options().xattrs) return Errno{ENOTSUP};
+    if (refused_acl(fs, name)) return Errno{ENOTSUP};
     if (fs.read_only()) return Errno{EROFS};
     const std::string stored = escape_xattr_name(name);
-    if (!shown_xattr_name(stored)) return Errno{ENODATA};
+    if (!shown_xattr_name(stored) || is_override_xattr(fs, name)) return Errno{ENODATA};
     // Removing what the object does not have changes nothing and copies nothing up.
     if (auto present = get_xattr(fs, *node, name); !present) return present.error();
     if (auto up = copy_up(fs, node); !up) return up;

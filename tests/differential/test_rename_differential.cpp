@@ -23,751 +23,27 @@
 // Needs root and /dev/fuse and overlayfs; skips without them unless LAYERFS_REQUIRE_FUSE=1.
 // LAYERFS_DIFF_VERBOSE=1 prints every step; LAYERFS_DIFF_SEED / LAYERFS_DIFF_STEPS change the
 // random sequence by hand.
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cctype>
-#include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <functional>
-#include <map>
-#include <memory>
-#include <optional>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
-#include <string_view>
-#include <system_error>
-#include <thread>
-#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "differential_mounts.hpp"
+#include "layer_builders.hpp"
+#include "rename_lockstep.hpp"
+#include "rename_operations.hpp"
 #include "tree_snapshot.hpp"
 
-#ifndef LAYERFS_BINARY
-#error "LAYERFS_BINARY must name the built layerfs executable"
-#endif
-
-namespace layerfs::difftest {
+namespace layerfs::difftest::renames {
 namespace {
-
-using namespace std::chrono_literals;
-
-constexpr const char* kLayerfsBinary = LAYERFS_BINARY;
-
-[[noreturn]] void throw_errno(int error, const std::string& what) {
-    throw std::system_error(error, std::generic_category(), what);
-}
-
-void check(long result, const std::string& what) {
-    if (result < 0) throw_errno(errno, what);
-}
-
-std::string errno_name(int error) {
-    const char* name = ::strerrorname_np(error);
-    return name != nullptr ? std::string(name) : "errno " + std::to_string(error);
-}
-
-std::string join(const std::vector<std::string>& parts, char separator) {
-    std::string joined;
-    for (const std::string& part : parts) {
-        if (!joined.empty()) joined += separator;
-        joined += part;
-    }
-    return joined;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layer builders: explicit modes and a fixed mtime for every lower object.
-
-constexpr time_t kLowerMtime = 1'600'000'000;
-
-void set_fixed_mtime(const std::string& path) {
-    const timespec times[2] = {{kLowerMtime, 0}, {kLowerMtime, 123'456'789}};
-    check(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), "utimensat " + path);
-}
-
-void write_file(const std::string& path, std::string_view content, mode_t mode = 0644) {
-    FdHolder fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
-    check(fd.get(), "create " + path);
-    for (std::size_t written = 0; written < content.size();) {
-        const ssize_t n = ::write(fd.get(), content.data() + written, content.size() - written);
-        if (n < 0 && errno == EINTR) continue;
-        check(n, "write " + path);
-        written += static_cast<std::size_t>(n);
-    }
-    check(::fchmod(fd.get(), mode), "chmod " + path);
-    set_fixed_mtime(path);
-}
-
-void make_dir(const std::string& path, mode_t mode = 0755) {
-    std::error_code error;
-    std::filesystem::create_directories(path, error);
-    if (error) throw std::system_error(error, "mkdir " + path);
-    check(::chmod(path.c_str(), mode), "chmod " + path);
-}
-
-void make_hard_link(const std::string& existing, const std::string& path) {
-    check(::link(existing.c_str(), path.c_str()), "link " + path);
-}
-
-void make_symlink(const std::string& target, const std::string& path) {
-    check(::symlink(target.c_str(), path.c_str()), "symlink " + path);
-    set_fixed_mtime(path);
-}
-
-// The kernel's whiteout: a character device 0/0.
-void make_whiteout(const std::string& path) {
-    check(::mknod(path.c_str(), S_IFCHR | 0000, 0), "mknod " + path);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The environment and running programs
-
-bool fuse_required() {
-    const char* value = std::getenv("LAYERFS_REQUIRE_FUSE");
-    return value != nullptr && std::string_view(value) == "1";
-}
-
-bool verbose() {
-    const char* value = std::getenv("LAYERFS_DIFF_VERBOSE");
-    return value != nullptr && std::string_view(value) == "1";
-}
-
-bool kernel_has_overlayfs() {
-    std::ifstream filesystems("/proc/filesystems");
-    std::string line;
-    while (std::getline(filesystems, line)) {
-        if (line.ends_with("\toverlay")) return true;
-    }
-    return std::filesystem::exists("/sys/module/overlay") ||
-           std::system("modprobe -q overlay 2>/dev/null") == 0;
-}
-
-std::string missing_prerequisite() {
-    if (::geteuid() != 0) return "needs root (mount(2), trusted.* xattrs)";
-    if (::access("/dev/fuse", R_OK | W_OK) != 0) return "/dev/fuse is not usable";
-    if (!kernel_has_overlayfs()) return "the kernel has no overlayfs";
-    return {};
-}
-
-struct RunResult {
-    int status = -1;
-    bool timed_out = false;
-    std::string output;
-
-    bool succeeded() const { return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
-    std::string describe() const {
-        std::string text = timed_out             ? std::string("timed out")
-                           : WIFEXITED(status)   ? "exit " + std::to_string(WEXITSTATUS(status))
-                           : WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                 : std::string("unknown status");
-        return text + (output.empty() ? std::string() : ", output: " + output);
-    }
-};
-
-// argv with stdin from /dev/null, output into an anonymous file (a daemon that forks away
-// would keep a pipe open forever).
-RunResult run_command(const std::vector<std::string>& argv,
-                      std::chrono::milliseconds timeout = 20s) {
-    FdHolder output(::memfd_create("rename-differential-output", MFD_CLOEXEC));
-    check(output.get(), "memfd_create");
-    FdHolder null_input(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    check(null_input.get(), "open /dev/null");
-    std::vector<char*> c_argv;
-    for (const std::string& arg : argv) c_argv.push_back(const_cast<char*>(arg.c_str()));
-    c_argv.push_back(nullptr);
-
-    const pid_t pid = ::fork();
-    check(pid, "fork");
-    if (pid == 0) {
-        ::dup2(null_input.get(), STDIN_FILENO);
-        ::dup2(output.get(), STDOUT_FILENO);
-        ::dup2(output.get(), STDERR_FILENO);
-        ::execvp(c_argv[0], c_argv.data());
-        ::_exit(127);
-    }
-    RunResult result;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        const pid_t done = ::waitpid(pid, &result.status, WNOHANG);
-        if (done == pid) break;
-        if (done < 0 && errno != EINTR) throw_errno(errno, "waitpid " + argv[0]);
-        if (std::chrono::steady_clock::now() > deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &result.status, 0);
-            result.timed_out = true;
-            break;
-        }
-        std::this_thread::sleep_for(2ms);
-    }
-    const off_t size = ::lseek(output.get(), 0, SEEK_END);
-    if (size > 0) {
-        result.output.resize(static_cast<std::size_t>(size));
-        const ssize_t got = ::pread(output.get(), result.output.data(), result.output.size(), 0);
-        result.output.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
-    }
-    while (!result.output.empty() && result.output.back() == '\n') result.output.pop_back();
-    return result;
-}
-
-std::vector<std::string> mounts_below(const std::string& root) {
-    std::ifstream mountinfo("/proc/self/mountinfo");
-    std::vector<std::string> found;
-    std::string line;
-    while (std::getline(mountinfo, line)) {
-        std::istringstream fields(line);
-        std::string id, parent_id, device, fs_root, mount_point;
-        fields >> id >> parent_id >> device >> fs_root >> mount_point;
-        if (mount_point.starts_with(root + "/")) found.push_back(mount_point);
-    }
-    std::sort(found.begin(), found.end(), std::greater<>());
-    return found;
-}
-
-bool is_mount_point(const std::string& path) {
-    struct stat self {};
-    struct stat parent {};
-    if (::lstat(path.c_str(), &self) != 0) return false;
-    if (::lstat((path + "/..").c_str(), &parent) != 0) return false;
-    return self.st_dev != parent.st_dev;
-}
-
-std::vector<pid_t> daemon_pids(const std::string& mount_point) {
-    std::vector<pid_t> pids;
-    for (const auto& item : std::filesystem::directory_iterator("/proc")) {
-        const std::string name = item.path().filename().string();
-        if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-        std::ifstream cmdline(item.path() / "cmdline", std::ios::binary);
-        std::vector<std::string> args;
-        std::string arg;
-        while (std::getline(cmdline, arg, '\0')) args.push_back(arg);
-        if (args.empty() || args.front() != kLayerfsBinary) continue;
-        if (std::find(args.begin(), args.end(), mount_point) != args.end()) {
-            pids.push_back(static_cast<pid_t>(std::stol(name)));
-        }
-    }
-    return pids;
-}
-
-// ---------------------------------------------------------------------------------------------
-// RAII for the temp directory and the mounts.
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = "/tmp/layerfs-rdiff.XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) throw_errno(errno, "mkdtemp");
-        path_ = pattern;
-        check(::chmod(path_.c_str(), 0755), "chmod " + path_);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        for (const std::string& mount_point : mounts_below(path_)) {
-            if (::umount2(mount_point.c_str(), MNT_DETACH) != 0) {
-                run_command({"fusermount3", "-u", "-z", mount_point}, 10s);
-            }
-        }
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    std::string operator/(const std::string& relative) const { return path_ + "/" + relative; }
-
-  private:
-    std::string path_;
-};
-
-class KernelOverlayMount {
-  public:
-    // With an upper: index=on first; `index_on` says whether the kernel took it.
-    KernelOverlayMount(const std::vector<std::string>& lowers, std::string mount_point,
-                       const std::string& upper = {}, const std::string& work = {})
-        : mount_point_(std::move(mount_point)) {
-        std::string options = "lowerdir=" + join(lowers, ':');
-        if (!upper.empty()) options += ",upperdir=" + upper + ",workdir=" + work;
-        const unsigned long flags = MS_NOSUID | MS_NODEV | (upper.empty() ? MS_RDONLY : 0);
-        if (!upper.empty()) {
-            const std::string indexed = options + ",index=on";
-            if (::mount("overlay", mount_point_.c_str(), "overlay", flags, indexed.c_str()) == 0) {
-                mounted_ = true;
-                index_on_ = true;
-                return;
-            }
-            std::printf(
-                "NOTE: the kernel refused overlayfs with index=on (%s); mounted without "
-                "it: hard links of the lowers are not kept together on its side\n",
-                std::strerror(errno));
-        }
-        if (::mount("overlay", mount_point_.c_str(), "overlay", flags, options.c_str()) != 0) {
-            throw_errno(errno, "mount -t overlay -o " + options + " " + mount_point_);
-        }
-        mounted_ = true;
-    }
-    KernelOverlayMount(const KernelOverlayMount&) = delete;
-    KernelOverlayMount& operator=(const KernelOverlayMount&) = delete;
-    ~KernelOverlayMount() {
-        if (mounted_ && ::umount2(mount_point_.c_str(), 0) != 0) {
-            ::umount2(mount_point_.c_str(), MNT_DETACH);
-        }
-    }
-    std::string unmount() {
-        if (!mounted_) return {};
-        mounted_ = false;
-        if (::umount2(mount_point_.c_str(), 0) == 0) return {};
-        const int error = errno;
-        ::umount2(mount_point_.c_str(), MNT_DETACH);
-        return "umount " + mount_point_ + ": " + std::strerror(error);
-    }
-    const std::string& path() const { return mount_point_; }
-    bool index_on() const { return index_on_; }
-
-  private:
-    std::string mount_point_;
-    bool mounted_ = false;
-    bool index_on_ = false;
-};
-
-class LayerfsMount {
-  public:
-    LayerfsMount(const std::vector<std::string>& lowers, std::string mount_point,
-                 const std::string& upper, const std::string& work)
-        : mount_point_(std::move(mount_point)) {
-        const std::vector<std::string> argv{
-            kLayerfsBinary, "-o",
-            "lowerdir=" + join(lowers, ':') + ",upperdir=" + upper + ",workdir=" + work,
-            mount_point_};
-        const RunResult result = run_command(argv);
-        if (!result.succeeded()) {
-            throw std::runtime_error(join(argv, ' ') + " failed: " + result.describe());
-        }
-        if (!is_mount_point(mount_point_)) {
-            throw std::runtime_error(join(argv, ' ') + " exited 0 but nothing is mounted");
-        }
-        mounted_ = true;
-    }
-    LayerfsMount(const LayerfsMount&) = delete;
-    LayerfsMount& operator=(const LayerfsMount&) = delete;
-    ~LayerfsMount() { unmount(); }
-
-    // Unmounts and waits for the daemon to exit; empty, or what went wrong.
-    std::string unmount() {
-        if (!mounted_) return {};
-        mounted_ = false;
-        RunResult last;
-        bool unmounted = false;
-        for (int attempt = 0; attempt < 50 && !unmounted; ++attempt) {
-            last = run_command({"fusermount3", "-u", mount_point_}, 10s);
-            unmounted = last.succeeded();
-            if (!unmounted) std::this_thread::sleep_for(20ms);
-        }
-        if (!unmounted) {
-            run_command({"fusermount3", "-u", "-z", mount_point_}, 10s);
-            return "fusermount3 -u " + mount_point_ + ": " + last.describe();
-        }
-        const auto deadline = std::chrono::steady_clock::now() + 10s;
-        while (!daemon_pids(mount_point_).empty()) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                return "the daemon of " + mount_point_ + " still runs 10 s after the unmount";
-            }
-            std::this_thread::sleep_for(10ms);
-        }
-        return {};
-    }
-    const std::string& path() const { return mount_point_; }
-
-  private:
-    std::string mount_point_;
-    bool mounted_ = false;
-};
-
-std::vector<std::string> list_names(const std::string& dir, int* error) {
-    struct DirCloser {
-        void operator()(DIR* stream) const { ::closedir(stream); }
-    };
-    std::vector<std::string> names;
-    std::unique_ptr<DIR, DirCloser> stream(::opendir(dir.c_str()));
-    *error = stream ? 0 : errno;
-    if (!stream) return names;
-    while (const dirent* entry = ::readdir(stream.get())) {
-        const std::string_view name(entry->d_name);
-        if (name != "." && name != "..") names.emplace_back(name);
-    }
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Operations: applied once to each union, given the mount root.
-
-struct Outcome {
-    int error = 0;
-    std::string detail;
-
-    bool operator==(const Outcome&) const = default;
-    std::string text() const {
-        if (error != 0) return errno_name(error) + (detail.empty() ? "" : " (" + detail + ")");
-        return detail.empty() ? std::string("ok") : "ok (" + detail + ")";
-    }
-};
-
-Outcome outcome_of(long result) {
-    return result < 0 ? Outcome{errno, {}} : Outcome{};
-}
-
-struct RenameSpec {
-    std::string from;
-    std::string to;
-    unsigned flags = 0;
-};
-
-struct Operation {
-    std::string description;
-    std::function<Outcome(const std::string& root)> apply;
-    std::optional<RenameSpec> rename{};  // set for renames: EXDEV of a directory is emulated
-};
-
-std::string flags_text(unsigned flags) {
-    std::vector<std::string> names;
-    if (flags & RENAME_NOREPLACE) names.emplace_back("NOREPLACE");
-    if (flags & RENAME_EXCHANGE) names.emplace_back("EXCHANGE");
-    return names.empty() ? std::string() : " [" + join(names, '|') + "]";
-}
-
-long rename2(const std::string& from, const std::string& to, unsigned flags) {
-    return ::syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), flags);
-}
-
-Operation op_rename(const std::string& from, const std::string& to, unsigned flags = 0) {
-    return {"renameat2 " + from + " -> " + to + flags_text(flags),
-            [=](const std::string& root) {
-                return outcome_of(rename2(root + "/" + from, root + "/" + to, flags));
-            },
-            RenameSpec{from, to, flags}};
-}
-
-Outcome write_at(const std::string& full, off_t offset, std::string_view data, int flags = 0) {
-    FdHolder fd(::open(full.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | flags, 0644));
-    if (!fd.valid()) return Outcome{errno, "open"};
-    for (std::size_t done = 0; done < data.size();) {
-        const ssize_t n = ::pwrite(fd.get(), data.data() + done, data.size() - done,
-                                   offset + static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Outcome{errno, "pwrite"};
-        done += static_cast<std::size_t>(n);
-    }
-    return Outcome{};
-}
-
-Operation op_create(const std::string& path, std::string content) {
-    return {"create O_EXCL " + path + " (" + std::to_string(content.size()) + " bytes)",
-            [=](const std::string& root) {
-                return write_at(root + "/" + path, 0, content, O_CREAT | O_EXCL);
-            }};
-}
-
-Operation op_write(const std::string& path, off_t offset, std::string data) {
-    return {"pwrite " + std::to_string(data.size()) + " bytes at " + std::to_string(offset) +
-                " into " + path,
-            [=](const std::string& root) { return write_at(root + "/" + path, offset, data); }};
-}
-
-std::string read_all(const std::string& full, int* error) {
-    FdHolder fd(::open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    *error = fd.valid() ? 0 : errno;
-    std::string content;
-    if (!fd.valid()) return content;
-    char buffer[4096];
-    for (;;) {
-        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            *error = errno;
-            return content;
-        }
-        if (n == 0) return content;
-        content.append(buffer, static_cast<std::size_t>(n));
-    }
-}
-
-// Writes through `path` (at offset 0), then reads every one of `others` back: the detail lists
-// what each other name shows, so a hard-link group that fell apart shows in the result.
-Operation op_write_seen_through(const std::string& path, std::string data,
-                                std::vector<std::string> others) {
-    return {"pwrite \"" + data + "\" at 0 into " + path + ", read through " + join(others, ','),
-            [=](const std::string& root) {
-                FdHolder keep_open;  // the written file stays open while the others are read
-                {
-                    FdHolder fd(::open((root + "/" + path).c_str(), O_WRONLY | O_CLOEXEC));
-                    if (!fd.valid()) return Outcome{errno, "open"};
-                    if (::pwrite(fd.get(), data.data(), data.size(), 0) !=
-                        static_cast<ssize_t>(data.size())) {
-                        return Outcome{errno, "pwrite"};
-                    }
-                    keep_open = std::move(fd);
-                }
-                std::string detail;
-                for (const std::string& other : others) {
-                    int error = 0;
-                    const std::string content = read_all(root + "/" + other, &error);
-                    detail += other + "=" + (error ? errno_name(error) : "\"" + content + "\"");
-                    detail += " ";
-                }
-                return Outcome{0, detail};
-            }};
-}
-
-std::optional<struct stat> lstat_of(const std::string& full) {
-    struct stat st {};
-    if (::lstat(full.c_str(), &st) != 0) return std::nullopt;
-    return st;
-}
-
-// link(2); on success the detail says, within this view, whether both names are one inode and
-// their st_nlink (compared between the views: inode numbers themselves are not).
-Operation op_link(const std::string& from, const std::string& to) {
-    return {"link " + from + " -> " + to, [=](const std::string& root) {
-                if (::link((root + "/" + from).c_str(), (root + "/" + to).c_str()) != 0) {
-                    return Outcome{errno, {}};
-                }
-                const auto a = lstat_of(root + "/" + from);
-                const auto b = lstat_of(root + "/" + to);
-                if (!a || !b) return Outcome{0, "a name is missing after link"};
-                const bool same = a->st_ino == b->st_ino && a->st_dev == b->st_dev;
-                return Outcome{0, std::string(same ? "one inode" : "TWO inodes") + ", nlink " +
-                                      std::to_string(a->st_nlink) + "/" +
-                                      std::to_string(b->st_nlink)};
-            }};
-}
-
-Operation op_unlink(const std::string& path) {
-    return {"unlink " + path, [=](const std::string& root) {
-                return outcome_of(::unlink((root + "/" + path).c_str()));
-            }};
-}
-
-Operation op_mkdir(const std::string& path) {
-    return {"mkdir " + path, [=](const std::string& root) {
-                const std::string full = root + "/" + path;
-                if (::mkdir(full.c_str(), 0755) != 0) return Outcome{errno, {}};
-                return outcome_of(::chmod(full.c_str(), 0755));
-            }};
-}
-
-Operation op_rmdir(const std::string& path) {
-    return {"rmdir " + path, [=](const std::string& root) {
-                return outcome_of(::rmdir((root + "/" + path).c_str()));
-            }};
-}
-
-Operation op_symlink(const std::string& target, const std::string& path) {
-    return {"symlink " + path + " -> " + target, [=](const std::string& root) {
-                return outcome_of(::symlink(target.c_str(), (root + "/" + path).c_str()));
-            }};
-}
-
-// ---------------------------------------------------------------------------------------------
-// The kernel's side of a directory rename it refuses with EXDEV, done through its mount.
-
-void copy_dir_xattrs(const std::string& from, const std::string& to) {
-    std::vector<char> names(65536);
-    const ssize_t size = ::llistxattr(from.c_str(), names.data(), names.size());
-    if (size <= 0) return;
-    for (std::size_t at = 0; at < static_cast<std::size_t>(size);) {
-        const std::string name(names.data() + at);
-        at += name.size() + 1;
-        if (!name.starts_with("user.") && !name.starts_with("trusted.")) continue;
-        if (is_private_union_xattr(name)) continue;
-        std::string value(65536, '\0');
-        const ssize_t got = ::lgetxattr(from.c_str(), name.c_str(), value.data(), value.size());
-        if (got < 0) continue;
-        ::lsetxattr(to.c_str(), name.c_str(), value.data(), static_cast<std::size_t>(got), 0);
-    }
-}
-
-// Moves `from` to the free name `to`: a non-directory by rename(2) (keeps its inode, and so its
-// hard links), a directory by mkdir + moving each child + rmdir. 0 or the first errno.
-int move_object(const std::string& from, const std::string& to) {
-    const auto st = lstat_of(from);
-    if (!st) return errno;
-    if (!S_ISDIR(st->st_mode)) return rename2(from, to, RENAME_NOREPLACE) == 0 ? 0 : errno;
-    if (rename2(from, to, RENAME_NOREPLACE) == 0) return 0;  // an upper-only directory moves
-    if (errno != EXDEV) return errno;
-    if (::mkdir(to.c_str(), 0700) != 0) return errno;
-    if (::lchown(to.c_str(), st->st_uid, st->st_gid) != 0) return errno;
-    if (::chmod(to.c_str(), st->st_mode & 07777) != 0) return errno;
-    copy_dir_xattrs(from, to);
-    int error = 0;
-    for (const std::string& name : list_names(from, &error)) {
-        if (const int moved = move_object(from + "/" + name, to + "/" + name); moved != 0) {
-            return moved;
-        }
-    }
-    if (error != 0) return error;
-    return ::rmdir(from.c_str()) == 0 ? 0 : errno;
-}
-
-constexpr const char* kEmulationTemp = "rename-emulation-temp";
-
-// What rename(from, to, flags) does on a filesystem that can move directories, done on the
-// kernel's mount after it said EXDEV. The VFS has already checked EISDIR, ENOTDIR, EINVAL,
-// EEXIST and ENOENT before the overlay said EXDEV; what is left is a non-empty target.
-Outcome emulate_rename(const std::string& root, const RenameSpec& spec) {
-    const std::string from = root + "/" + spec.from;
-    const std::string to = root + "/" + spec.to;
-    if (spec.flags & RENAME_EXCHANGE) {
-        const std::string temp = root + "/" + kEmulationTemp;
-        if (int e = move_object(from, temp); e != 0) return {e, "emulation: move to temp"};
-        if (int e = move_object(to, from); e != 0) return {e, "emulation: move target"};
-        if (int e = move_object(temp, to); e != 0) return {e, "emulation: move from temp"};
-        return {};
-    }
-    if (const auto target = lstat_of(to)) {
-        if (S_ISDIR(target->st_mode)) {
-            int error = 0;
-            if (!list_names(to, &error).empty()) return {ENOTEMPTY, {}};
-            if (::rmdir(to.c_str()) != 0) return {errno, "emulation: rmdir target"};
-        } else if (::unlink(to.c_str()) != 0) {
-            return {errno, "emulation: unlink target"};
-        }
-    }
-    if (int e = move_object(from, to); e != 0) return {e, "emulation: move"};
-    return {};
-}
-
-// ---------------------------------------------------------------------------------------------
-// One sequence in lockstep.
-
-// Regular files whose mtime is still the lowers' in either view must have it in both: copy-up,
-// rename and link keep a file's mtime.
-std::set<std::string> lower_mtime_paths(const TreeSnapshot& a, const TreeSnapshot& b) {
-    std::set<std::string> paths;
-    for (const TreeSnapshot* view : {&a, &b}) {
-        for (const auto& [path, entry] : view->entries) {
-            if (entry.lstat_error == 0 && entry.type == S_IFREG &&
-                entry.mtime.tv_sec == kLowerMtime) {
-                paths.insert(path);
-            }
-        }
-    }
-    return paths;
-}
-
-CompareOptions step_options(const TreeSnapshot& kernel, const TreeSnapshot& layerfs) {
-    CompareOptions options;
-    options.compare_ino = false;                // each union numbers its own objects
-    options.dir_nlink = DirNlinkRule::kIgnore;  // merged directories may say 1
-    options.compare_mtime = false;
-    options.mtime_paths = lower_mtime_paths(kernel, layerfs);
-    return options;
-}
-
-class LockstepRun {
-  public:
-    LockstepRun(std::string kernel_root, std::string layerfs_root, std::vector<std::string> probes)
-        : kernel_root_(std::move(kernel_root)),
-          layerfs_root_(std::move(layerfs_root)),
-          probes_(std::move(probes)) {
-        kernel_view_ = snapshot_tree(kernel_root_, probes_);
-        layerfs_view_ = snapshot_tree(layerfs_root_, probes_);
-        const auto differences =
-            compare_trees(kernel_view_, layerfs_view_, step_options(kernel_view_, layerfs_view_));
-        previous_.insert(differences.begin(), differences.end());
-        if (!differences.empty()) {
-            ADD_FAILURE() << "before the first step the unions differ already:\n"
-                          << format_lines(differences, 40);
-            ++failed_;
-        }
-    }
-
-    bool step(const std::string& label, const Operation& op) {
-        ++steps_;
-        bool emulated = false;
-        Outcome kernel_outcome = op.apply(kernel_root_);
-        const Outcome layerfs_outcome = op.apply(layerfs_root_);
-        if (op.rename && kernel_outcome.error == EXDEV && involves_directory(*op.rename)) {
-            // DESIGN.md §1: the kernel refuses to move a lower or merged directory; layerfs
-            // must do what a filesystem that can does.
-            kernel_outcome = emulate_rename(kernel_root_, *op.rename);
-            emulated = true;
-            ++emulated_;
-        }
-        kernel_view_ = snapshot_tree(kernel_root_, probes_);
-        layerfs_view_ = snapshot_tree(layerfs_root_, probes_);
-        const auto differences =
-            compare_trees(kernel_view_, layerfs_view_, step_options(kernel_view_, layerfs_view_));
-        std::vector<std::string> fresh;
-        for (const std::string& difference : differences) {
-            if (!previous_.contains(difference)) fresh.push_back(difference);
-        }
-        previous_ = {differences.begin(), differences.end()};
-        const bool results_match = kernel_outcome == layerfs_outcome;
-        const std::string kernel_text =
-            (emulated ? "EXDEV, emulated: " : "") + kernel_outcome.text();
-        if (verbose()) {
-            std::printf("%s: %s -> kernel %s, layerfs %s\n", label.c_str(), op.description.c_str(),
-                        kernel_text.c_str(), layerfs_outcome.text().c_str());
-        }
-        if (results_match && fresh.empty()) return true;
-        ++failed_;
-        std::ostringstream message;
-        message << label << ": " << op.description << "\n  result: kernel=" << kernel_text
-                << " layerfs=" << layerfs_outcome.text() << (results_match ? "" : "  <- differs")
-                << "\n";
-        if (!fresh.empty()) {
-            message << "  the trees differ at these paths:\n" << format_lines(fresh, 30);
-        }
-        ADD_FAILURE() << message.str();
-        return false;
-    }
-
-    int failed_steps() const { return failed_; }
-    int steps() const { return steps_; }
-    int emulated_steps() const { return emulated_; }
-    const TreeSnapshot& kernel_view() const { return kernel_view_; }
-    const TreeSnapshot& layerfs_view() const { return layerfs_view_; }
-
-  private:
-    // The kernel's EXDEV is the deliberate difference only when a directory is moved: the
-    // source, or with RENAME_EXCHANGE either side. (Checked after the call: EXDEV changed
-    // nothing.)
-    bool involves_directory(const RenameSpec& spec) const {
-        const auto is_dir = [&](const std::string& path) {
-            const auto st = lstat_of(kernel_root_ + "/" + path);
-            return st && S_ISDIR(st->st_mode);
-        };
-        return is_dir(spec.from) || ((spec.flags & RENAME_EXCHANGE) && is_dir(spec.to));
-    }
-
-    std::string kernel_root_;
-    std::string layerfs_root_;
-    std::vector<std::string> probes_;
-    TreeSnapshot kernel_view_;
-    TreeSnapshot layerfs_view_;
-    std::set<std::string> previous_;
-    int failed_ = 0;
-    int steps_ = 0;
-    int emulated_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // The lowers. L1 on top of L2. Hard-link groups live within one layer each.
@@ -851,6 +127,8 @@ Lowers build_lowers(const TempDir& temp) {
     write_file(top("r1/n5"), "r1/n5 from L1\n");
     write_file(top("r1/n3"), "r1/n3 from L1\n");
     make_hard_link(top("r1/n3"), top("r0/n5"));
+    set_lower_mtimes(lowers.top);
+    set_lower_mtimes(lowers.bottom);
     return lowers;
 }
 
@@ -1040,44 +318,24 @@ constexpr std::uint32_t kRandomSeed = 20240917;
 constexpr int kRandomStepCount = 150;
 constexpr int kMaxFailedRandomSteps = 5;
 
-std::uint32_t env_number_or(const char* name, std::uint32_t fallback) {
-    const char* value = std::getenv(name);
-    return value != nullptr && *value != '\0'
-               ? static_cast<std::uint32_t>(std::strtoul(value, nullptr, 10))
-               : fallback;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The fixture
 
-class RenameDifferentialTest : public ::testing::Test {
+class RenameDifferentialTest : public DifferentialFixture {
   protected:
-    void SetUp() override {
-        const std::string missing = missing_prerequisite();
-        if (!missing.empty()) {
-            if (fuse_required()) FAIL() << missing << " (LAYERFS_REQUIRE_FUSE=1)";
-            GTEST_SKIP() << missing;
-        }
-        saved_umask_ = ::umask(022);
-        temp_ = std::make_unique<TempDir>();
-        lowers_ = build_lowers(*temp_);
-    }
-    void TearDown() override {
-        if (saved_umask_) ::umask(*saved_umask_);
-    }
+    RenameDifferentialTest() : DifferentialFixture("layerfs-rdiff", 0755) {}
 
-    std::string dir(const std::string& relative) {
-        const std::string path = *temp_ / relative;
-        make_dir(path);
-        return path;
+    void SetUp() override {
+        DifferentialFixture::SetUp();
+        if (!ready()) return;
+        set_umask(022);
+        lowers_ = build_lowers(*temp_);
     }
 
     void run_and_check(const std::function<void(LockstepRun&)>& steps,
                        const std::vector<Operation>& probe_ops);
 
-    std::unique_ptr<TempDir> temp_;
     Lowers lowers_;
-    std::optional<mode_t> saved_umask_;
 };
 
 void RenameDifferentialTest::run_and_check(const std::function<void(LockstepRun&)>& steps,
@@ -1090,8 +348,11 @@ void RenameDifferentialTest::run_and_check(const std::function<void(LockstepRun&
 
     TreeSnapshot layerfs_final;
     {
-        KernelOverlayMount kernel(lowers_.stack(), dir("kernel"), dir("kernel_upper"),
-                                  dir("kernel_work"));
+        KernelOverlayMount kernel(lowers_.stack(), dir("kernel"),
+                                  {.upper = dir("kernel_upper"),
+                                   .work = dir("kernel_work"),
+                                   .nosuid_nodev = true,
+                                   .try_index = true});
         LayerfsMount layerfs(lowers_.stack(), dir("layerfs"), layerfs_upper, layerfs_work);
         std::printf("kernel overlayfs %s index=on\n", kernel.index_on() ? "with" : "WITHOUT");
         LockstepRun run(kernel.path(), layerfs.path(), probes);
@@ -1122,7 +383,7 @@ void RenameDifferentialTest::run_and_check(const std::function<void(LockstepRun&
     {
         std::vector<std::string> stack{layerfs_upper};
         for (const std::string& lower : lowers_.stack()) stack.push_back(lower);
-        KernelOverlayMount reader(stack, dir("kernel_reads_layerfs_upper"));
+        KernelOverlayMount reader(stack, dir("kernel_reads_layerfs_upper"), {.nosuid_nodev = true});
         const TreeSnapshot reading = snapshot_tree(reader.path(), probes);
         CompareOptions options;
         options.expected_label = "kernel over layerfs's upper";
@@ -1177,4 +438,4 @@ TEST_F(RenameDifferentialTest, RandomStepsMatchKernelOverlay) {
 }
 
 }  // namespace
-}  // namespace layerfs::difftest
+}  // namespace layerfs::difftest::renames

@@ -409,6 +409,16 @@ char pattern_byte_at(std::size_t offset, unsigned seed) {
     return static_cast<char>(x & 0xff);
 }
 
+std::string first_difference(const std::string& actual, const std::string& expected) {
+    if (actual == expected) return "identical";
+    if (actual.size() != expected.size()) {
+        return "size " + std::to_string(actual.size()) + ", expected " +
+               std::to_string(expected.size());
+    }
+    const auto mismatch = std::mismatch(actual.begin(), actual.end(), expected.begin());
+    return "first difference at offset " + std::to_string(mismatch.first - actual.begin());
+}
+
 std::string pattern_bytes(std::size_t size, unsigned seed) {
     std::string data(size, '\0');
     for (std::size_t i = 0; i < size; ++i) data[i] = pattern_byte_at(i, seed);

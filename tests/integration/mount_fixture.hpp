@@ -123,6 +123,24 @@ std::string read_file(const std::string& path);
 std::string pattern_bytes(std::size_t size, unsigned seed);
 char pattern_byte_at(std::size_t offset, unsigned seed);
 
+constexpr std::size_t kMiB = 1024 * 1024;
+
+// Where two strings first differ ("identical", a size mismatch, or the first differing offset),
+// for a readable message instead of a diff of megabytes.
+std::string first_difference(const std::string& actual, const std::string& expected);
+
+// Sets the umask for a scope, so the modes of objects created through a mount are predictable.
+class ScopedUmask {
+  public:
+    explicit ScopedUmask(mode_t mask) : previous_(::umask(mask)) {}
+    ScopedUmask(const ScopedUmask&) = delete;
+    ScopedUmask& operator=(const ScopedUmask&) = delete;
+    ~ScopedUmask() { ::umask(previous_); }
+
+  private:
+    mode_t previous_;
+};
+
 // The names in a directory as readdir returns them (including "." and ".."), in readdir order,
 // duplicates kept so a test can catch them. Throws std::system_error when opendir fails.
 std::vector<std::string> list_dir(const std::string& path);

@@ -27,7 +27,6 @@
 namespace layerfs::test {
 namespace {
 
-constexpr std::size_t kMiB = 1024 * 1024;
 // Big enough that copying it up takes a good part of the kill window below, small enough for 20
 // rounds in well under a minute.
 constexpr std::size_t kFileSize = 64 * kMiB;
@@ -41,17 +40,6 @@ constexpr std::uint32_t kDelaySeed = 4242;
 // What the writer writes after its open: the file's own first bytes, so a whole file still has
 // exactly the lower content, and a write landing anywhere wrong shows.
 constexpr std::size_t kRewrittenPrefix = 64 * 1024;
-
-// Where two strings first differ, instead of a 64 MiB diff.
-std::string first_difference(const std::string& actual, const std::string& expected) {
-    if (actual == expected) return "identical";
-    if (actual.size() != expected.size()) {
-        return "size " + std::to_string(actual.size()) + ", expected " +
-               std::to_string(expected.size());
-    }
-    const auto mismatch = std::mismatch(actual.begin(), actual.end(), expected.begin());
-    return "first difference at offset " + std::to_string(mismatch.first - actual.begin());
-}
 
 // A child process that opens `path` O_WRONLY (the copy-up), rewrites the first bytes with what
 // they already are, fsyncs and exits with 0 or the errno of the call that failed. A process, not

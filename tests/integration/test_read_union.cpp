@@ -30,19 +30,6 @@ namespace {
 using ::testing::Contains;
 using ::testing::ElementsAre;
 
-constexpr std::size_t kMiB = 1024 * 1024;
-
-// Where two strings first differ, for a readable message instead of a 5 MiB diff.
-std::string first_difference(const std::string& actual, const std::string& expected) {
-    if (actual == expected) return "identical";
-    if (actual.size() != expected.size()) {
-        return "size " + std::to_string(actual.size()) + ", expected " +
-               std::to_string(expected.size());
-    }
-    const auto mismatch = std::mismatch(actual.begin(), actual.end(), expected.begin());
-    return "first difference at offset " + std::to_string(mismatch.first - actual.begin());
-}
-
 class ReadUnion : public ::testing::Test {
   protected:
     void SetUp() override {

@@ -57,18 +57,6 @@ constexpr int kSharedDirCount = static_cast<int>(kSharedDirs.size());
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-// Sets the umask for a scope, so the modes of new objects are predictable.
-class ScopedUmask {
-  public:
-    explicit ScopedUmask(mode_t mask) : previous_(::umask(mask)) {}
-    ScopedUmask(const ScopedUmask&) = delete;
-    ScopedUmask& operator=(const ScopedUmask&) = delete;
-    ~ScopedUmask() { ::umask(previous_); }
-
-  private:
-    mode_t previous_;
-};
-
 std::string errno_text(int error) {
     return error == 0 ? std::string("success") : std::string(::strerrordesc_np(error));
 }

@@ -64,7 +64,7 @@ TEST(FuseOverlayfsOptions, AreAcceptedWithTheirMeaning) {
     EXPECT_TRUE(config.static_nlink);
     EXPECT_FALSE(config.posix_acl);
     EXPECT_FALSE(config.xattrs);
-    EXPECT_FALSE(config.sync_copy_up);
+    EXPECT_EQ(config.fsync, cli::FsyncMode::unsynced);
 }
 
 TEST(FuseOverlayfsOptions, WhatLayerfsCannotDoIsRefusedByName) {
@@ -72,10 +72,9 @@ TEST(FuseOverlayfsOptions, WhatLayerfsCannotDoIsRefusedByName) {
     auto plugins = cli::apply_mount_option(config, "plugins=/usr/lib/x.so");
     ASSERT_FALSE(plugins.ok());
     EXPECT_EQ(plugins.error().text, "plugins: layer plugins are not supported: /usr/lib/x.so");
-    auto permissions = cli::apply_mount_option(config, "xattr_permissions=2");
+    auto permissions = cli::apply_mount_option(config, "xattr_permissions=3");
     ASSERT_FALSE(permissions.ok());
-    EXPECT_EQ(permissions.error().text,
-              "xattr_permissions: modes 1 and 2 are not implemented yet: 2");
+    EXPECT_EQ(permissions.error().text, "xattr_permissions: not 0, 1 or 2: 3");
     auto mapping = cli::apply_mount_option(config, "uidmapping=0:1");
     ASSERT_FALSE(mapping.ok());
     EXPECT_EQ(mapping.error().text, "uidmapping: expected STORED:SHOWN:LENGTH triples: 0:1");

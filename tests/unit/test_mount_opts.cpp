@@ -184,12 +184,24 @@ TEST(ApplyMountOption, XattrNamespace) {
 }
 
 TEST(ApplyMountOption, Fsync) {
-    EXPECT_TRUE(config_after({}).sync_copy_up);
-    EXPECT_TRUE(config_after({"fsync=auto"}).sync_copy_up);
-    EXPECT_TRUE(config_after({"fsync=1"}).sync_copy_up);
-    EXPECT_FALSE(config_after({"fsync=0"}).sync_copy_up);
-    EXPECT_EQ(error_of("fsync=yes"), "fsync: not auto, 1 or 0: yes");
+    EXPECT_EQ(config_after({}).fsync, FsyncMode::automatic);
+    EXPECT_EQ(config_after({"fsync=auto"}).fsync, FsyncMode::automatic);
+    EXPECT_EQ(config_after({"fsync=1"}).fsync, FsyncMode::automatic);
+    EXPECT_EQ(config_after({"fsync=strict"}).fsync, FsyncMode::strict);
+    EXPECT_EQ(config_after({"fsync=volatile"}).fsync, FsyncMode::unsynced);
+    EXPECT_EQ(config_after({"fsync=0"}).fsync, FsyncMode::unsynced);
+    EXPECT_EQ(config_after({"volatile"}).fsync, FsyncMode::unsynced);
+    EXPECT_EQ(config_after({"volatile", "fsync=auto"}).fsync, FsyncMode::automatic);
+    EXPECT_EQ(error_of("fsync=yes"), "fsync: not auto, strict, volatile, 1 or 0: yes");
     EXPECT_EQ(error_of("fsync"), "fsync: missing value");
+}
+
+TEST(ApplyMountOption, SelinuxLabelsAreKeptWithTheirQuotes) {
+    const MountConfig config =
+        config_after({R"(context="system_u:object_r:container_file_t:s0:c1,c2")"});
+    EXPECT_EQ(config.selinux_options,
+              std::vector<std::string>{R"(context="system_u:object_r:container_file_t:s0:c1,c2")"});
+    EXPECT_TRUE(config.fuse_options.empty());
 }
 
 TEST(ApplyMountOption, UnknownLogLevel) {
@@ -286,14 +298,16 @@ TEST(ApplyMountOption, FlagsLibfuseDoesNotKnowAreDropped) {
     EXPECT_TRUE(config.fuse_options.empty());
 }
 
-TEST(ApplyMountOption, SelinuxContextsAreAcceptedAndDropped) {
+TEST(ApplyMountOption, SelinuxContextsAreKeptApartFromLibfuseWords) {
     const MountConfig config = config_after({
         R"(context="system_u:object_r:container_file_t:s0:c1,c2")",
         "fscontext=system_u:object_r:fs_t:s0",
         "defcontext=system_u:object_r:default_t:s0",
         "rootcontext=system_u:object_r:root_t:s0",
     });
+    // main.cpp hands them to the kernel only where SELinux is enabled.
     EXPECT_TRUE(config.fuse_options.empty());
+    EXPECT_EQ(config.selinux_options.size(), 4u);
 }
 
 TEST(ApplyMountOption, UnknownOptionIsNamed) {

@@ -16,6 +16,23 @@ enum class LogLevel { trace, debug, info, warn, error, off };
 // Which namespace the union's own xattrs are written in (DESIGN.md §2).
 enum class XattrNamespaceChoice { automatic, trusted, user };
 
+// fsync=, with the kernel's overlayfs meaning (Documentation/filesystems/overlayfs.rst,
+// "Durability and copy up").
+enum class FsyncMode {
+    automatic,  // copied-up data is synced before the copy shows (fsync=auto, fsync=1)
+    strict,     // also the directories of every copy-up (fsync=strict)
+    unsynced,   // no sync at all, fsync(2) is a no-op, the workdir is marked (fsync=volatile,
+                // volatile, fuse-overlayfs's fsync=0)
+};
+
+// fuse-overlayfs's xattr_permissions=: owners and modes kept in an xattr instead of the
+// file's own, so an unprivileged daemon can show root-owned files.
+enum class OverrideStat {
+    off,         // 0
+    privileged,  // 1: security.fuseoverlayfs.override_stat
+    containers,  // 2: user.containers.override_stat
+};
+
 struct MountConfig {
     // Kernel order: lowerdirs[0] is the top lower layer.
     std::vector<std::string> lowerdirs;
@@ -28,8 +45,8 @@ struct MountConfig {
     double timeout = 86400.0;
     LogLevel log_level = LogLevel::info;
     XattrNamespaceChoice xattr_namespace = XattrNamespaceChoice::automatic;
-    // fsync copied-up data before moving it into place (fsync=auto, the default, and 1).
-    bool sync_copy_up = true;
+    FsyncMode fsync = FsyncMode::automatic;
+    OverrideStat override_stat = OverrideStat::off;
     // fuse-overlayfs's owner translation and the related switches (containers/storage).
     std::vector<core::IdRange> uid_ranges;
     std::vector<core::IdRange> gid_ranges;
@@ -44,6 +61,9 @@ struct MountConfig {
     bool read_only = false;     // -o ro (also implied when there is no upperdir)
     // Words handed to libfuse unchanged (allow_other, default_permissions, fsname=, ...).
     std::vector<std::string> fuse_options;
+    // context=, fscontext=, defcontext=, rootcontext= as given (quotes kept): handed to the
+    // kernel only where SELinux is enabled, dropped elsewhere as the kernel would refuse them.
+    std::vector<std::string> selinux_options;
 };
 
 // The outcome of the command line: a mount to perform, or something to print and exit.

@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 
 #include <optional>
+#include <string>
 
 #include "layerfs/core/node.hpp"
 #include "layerfs/fs/union.hpp"
@@ -12,10 +13,13 @@
 
 namespace layerfs::fs {
 
-// REAL (the layer object's stat) as the mount shows it: the node's stable inode number,
-// owners through the mount's id map, and a link count of 1 for a merged directory, as the
-// kernel's overlayfs reports (for every directory with static_nlink).
-struct stat present_attr(const Union& fs, const core::Node& node, const struct stat& real);
+// REAL (the stat of the layer object DIRFD/NAME, NAME empty for DIRFD itself) as the
+// mount shows it: the node's stable inode number, owner and mode from an override record
+// (xattr_permissions=), owners through the mount's id map, and a link count of 1 for a
+// merged directory, as the kernel's overlayfs reports (for every directory with
+// static_nlink).
+struct stat present_attr(const Union& fs, const core::Node& node, const struct stat& real,
+                         int dirfd, const std::string& name);
 
 Result<struct stat> getattr(Union& fs, const core::Node& node);
 
