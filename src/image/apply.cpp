@@ -14,6 +14,7 @@
 
 #include "layerfs/core/overlay_xattr.hpp"
 #include "layerfs/core/upper_setup.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/image/path_guard.hpp"
 #include "layerfs/image/tar_reader.hpp"
@@ -22,8 +23,6 @@
 
 namespace layerfs::image {
 namespace {
-
-constexpr const char* kOverrideStatXattr = "user.containers.override_stat";
 
 std::string errno_text(Errno error) {
     return std::strerror(error.value);
@@ -126,6 +125,7 @@ class Extractor {
     core::WhiteoutStyle whiteouts_;
     std::string xattr_prefix_;
     std::map<std::string, Metadata> dirs_;  // by path; the last entry for a path wins
+    bool wrote_records_ = false;
 };
 
 // Walks PATH one component at a time with O_NOFOLLOW from the layer root: a symlink met on
@@ -310,8 +310,10 @@ void Extractor::apply_metadata(int dirfd, const std::string& name, const Metadat
             char value[64];
             std::snprintf(value, sizeof value, "%u:%u:0%o", static_cast<unsigned>(meta.uid),
                           static_cast<unsigned>(meta.gid), static_cast<unsigned>(meta.mode));
-            if (auto set = sys::set_xattr(dirfd, name, kOverrideStatXattr, value); !set) {
+            if (auto set = sys::set_xattr(dirfd, name, fs::kContainersOverrideXattr, value); !set) {
                 warn(shown, "owner not kept: " + errno_text(set.error()));
+            } else {
+                wrote_records_ = true;
             }
         } else if (!symlink) {
             warn(shown, "owner not kept: " + errno_text(last_errno()));
@@ -354,6 +356,19 @@ Checked<void> Extractor::finish_dirs() {
         // A later entry may have replaced the directory by another object.
         if (!st || !S_ISDIR(st->st_mode)) continue;
         apply_metadata(parent->get(), name, it->second, false, path + "/");
+    }
+    // A mount finds out that a layer keeps its owners in records by looking at the layer's
+    // root (fs/override_stat), as fuse-overlayfs does: mark the root when anything has one.
+    if (wrote_records_ && !sys::get_xattr(root_.get(), "", fs::kContainersOverrideXattr)) {
+        if (auto st = sys::stat_fd(root_.get())) {
+            char value[64];
+            std::snprintf(value, sizeof value, "%u:%u:0%o", static_cast<unsigned>(st->st_uid),
+                          static_cast<unsigned>(st->st_gid),
+                          static_cast<unsigned>(st->st_mode & 07777));
+            if (!sys::set_xattr(root_.get(), "", fs::kContainersOverrideXattr, value)) {
+                warn("./", "the layer root could not be marked as keeping owner records");
+            }
+        }
     }
     return {};
 }

@@ -1,7 +1,6 @@
 #include "layerfs/image/diff.hpp"
 
 #include <fcntl.h>
-#include <stdio.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 
 #include "layerfs/core/overlay_xattr.hpp"
 #include "layerfs/core/upper_setup.hpp"
+#include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
@@ -20,7 +20,6 @@
 namespace layerfs::image {
 namespace {
 
-constexpr const char* kOverrideStatXattr = "user.containers.override_stat";
 constexpr const char* kMetacopyXattrs[] = {"trusted.overlay.metacopy", "user.overlay.metacopy"};
 
 std::string errno_text(Errno error) {
@@ -163,12 +162,11 @@ void Packer::fill_header(archive_entry* entry, const Item& item, int dirfd) cons
     for (const auto& [xattr, value] : kept_xattrs(dirfd, item.name)) {
         // A rootless upper keeps the real owner and mode here (xattr_permissions=2): the
         // layer says them in its headers instead.
-        if (xattr == kOverrideStatXattr) {
-            unsigned uid = 0, gid = 0, mode = 0;
-            if (std::sscanf(value.c_str(), "%u:%u:%o", &uid, &gid, &mode) == 3) {
-                archive_entry_set_uid(entry, uid);
-                archive_entry_set_gid(entry, gid);
-                archive_entry_set_perm(entry, mode & 07777);
+        if (xattr == fs::kContainersOverrideXattr) {
+            if (auto record = fs::parse_override_record(value)) {
+                archive_entry_set_uid(entry, record->uid);
+                archive_entry_set_gid(entry, record->gid);
+                archive_entry_set_perm(entry, record->mode & 07777);
                 continue;
             }
         }

@@ -249,6 +249,8 @@ TEST_F(Apply, UnprivilegedRecordsOwnersAndWritesUserXattrs) {
     EXPECT_EQ(get_xattr(out + "/d/f", "user.containers.override_stat").value, "1234:99:04755");
     EXPECT_EQ(get_xattr(out + "/d", "user.containers.override_stat").value, "1234:99:0750");
     EXPECT_EQ(get_xattr(out + "/d", "user.overlay.opaque").value, "y");
+    // The root says the layer keeps records, so a mount reads them (fs/override_stat).
+    EXPECT_EQ(get_xattr(out, "user.containers.override_stat").error, 0);
     const struct stat x = lstat_path(out + "/x").st;
     EXPECT_TRUE(S_ISCHR(x.st_mode) && x.st_rdev == makedev(0, 0));
     // And diff says the recorded owners in the headers, without the record itself.
