@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -62,6 +64,37 @@ int usage_error(const char* command, const std::string& text) {
     return 2;
 }
 
+// "layerfs: apply L.tar: 120 MiB" rewritten in place on a terminal, a few times a second,
+// for layers big enough to take a while; erased when the command ends.
+class ProgressLine {
+  public:
+    explicit ProgressLine(std::string what) : what_(std::move(what)) {}
+    ProgressLine(const ProgressLine&) = delete;
+    ProgressLine& operator=(const ProgressLine&) = delete;
+    ~ProgressLine() {
+        if (shown_) std::fputs("\r\033[K", stderr);
+    }
+    std::function<void(std::uint64_t)> callback() {
+        if (!::isatty(STDERR_FILENO)) return {};
+        return [this](std::uint64_t bytes) { update(bytes); };
+    }
+
+  private:
+    void update(std::uint64_t bytes) {
+        const auto now = std::chrono::steady_clock::now();
+        if (bytes < (64u << 20) || now - last_ < std::chrono::milliseconds(200)) return;
+        last_ = now;
+        shown_ = true;
+        std::fprintf(stderr, "\rlayerfs: %s: %llu MiB", what_.c_str(),
+                     static_cast<unsigned long long>(bytes >> 20));
+        std::fflush(stderr);
+    }
+
+    std::string what_;
+    std::chrono::steady_clock::time_point last_{};
+    bool shown_ = false;
+};
+
 void print_warnings(const std::vector<std::string>& warnings) {
     for (const std::string& warning : warnings) {
         std::fprintf(stderr, "layerfs: warning: %s\n", warning.c_str());
@@ -89,7 +122,11 @@ int run_apply(std::vector<std::string> args) {
         return 0;
     }
     if (archive.empty() || dir.empty()) return usage_error("apply", "LAYER and DIR are required");
-    auto applied = image::apply_layer(archive, dir, options);
+    auto applied = [&] {
+        ProgressLine progress("apply " + archive);
+        options.progress = progress.callback();
+        return image::apply_layer(archive, dir, options);
+    }();
     if (!applied) return fail(applied.error().text);
     print_warnings(applied->warnings);
     std::printf("%s\n", applied->diff_id.c_str());
@@ -133,7 +170,11 @@ int run_diff(std::vector<std::string> args) {
                           : zstd ? image::Compression::zstd
                                  : image::Compression::none;
     if (mtime) options.mtime_clamp = static_cast<std::time_t>(*mtime);
-    auto packed = image::diff_upper(upper, output, options);
+    auto packed = [&] {
+        ProgressLine progress("diff " + upper);
+        options.progress = progress.callback();
+        return image::diff_upper(upper, output, options);
+    }();
     if (!packed) return fail(packed.error().text);
     print_warnings(packed->warnings);
     // The layer may be on stdout: then the digests must not mix into it.

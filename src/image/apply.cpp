@@ -418,7 +418,7 @@ Checked<ApplyResult> apply_layer(const std::string& archive_path, const std::str
     if (!in) return Message{prefix + errno_text(in.error())};
     auto target = open_target(dir);
     if (!target) return Message{prefix + target.error().text};
-    auto reader = TarReader::open(in->get());
+    auto reader = TarReader::open(in->get(), options.progress);
     if (!reader) return Message{prefix + reader.error().text};
 
     auto temp_name = make_temp_dir(target->parent.get(), target->base);

@@ -318,7 +318,7 @@ Checked<DiffResult> diff_upper(const std::string& upper, const std::string& outp
         if (!opened) return Message{prefix + opened.error().text};
         out_fd = *opened;
     }
-    auto writer = TarWriter::open(out_fd, options.compression);
+    auto writer = TarWriter::open(out_fd, options.compression, options.progress);
     if (!writer) return Message{prefix + writer.error().text};
     if (auto written = packer.write(**writer); !written) {
         return Message{prefix + written.error().text};

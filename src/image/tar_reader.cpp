@@ -14,8 +14,9 @@ std::string archive_text(struct archive* a) {
 
 }  // namespace
 
-Checked<std::unique_ptr<TarReader>> TarReader::open(int fd) {
+Checked<std::unique_ptr<TarReader>> TarReader::open(int fd, Progress progress) {
     std::unique_ptr<TarReader> reader(new TarReader());
+    reader->progress_ = std::move(progress);
     reader->buffer_ = std::make_unique<char[]>(kBufferSize);
     reader->outer_ = archive_read_new();
     reader->inner_ = archive_read_new();
@@ -53,6 +54,8 @@ la_ssize_t TarReader::pull(struct archive* inner, void* self, const void** buffe
         return -1;
     }
     reader->hash_.update(reader->buffer_.get(), static_cast<std::size_t>(got));
+    reader->bytes_ += static_cast<std::uint64_t>(got);
+    if (reader->progress_) reader->progress_(reader->bytes_);
     *buffer = reader->buffer_.get();
     return got;
 }

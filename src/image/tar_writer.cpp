@@ -7,8 +7,10 @@
 
 namespace layerfs::image {
 
-Checked<std::unique_ptr<TarWriter>> TarWriter::open(int out_fd, Compression compression) {
+Checked<std::unique_ptr<TarWriter>> TarWriter::open(int out_fd, Compression compression,
+                                                    Progress progress) {
     std::unique_ptr<TarWriter> writer(new TarWriter());
+    writer->progress_ = std::move(progress);
     writer->out_fd_ = out_fd;
     if (compression != Compression::none) {
         struct archive* c = archive_write_new();
@@ -80,6 +82,8 @@ Checked<void> TarWriter::write_fd(const void* data, std::size_t size) {
 la_ssize_t TarWriter::tar_out(struct archive* a, void* self, const void* data, std::size_t size) {
     auto* writer = static_cast<TarWriter*>(self);
     writer->tar_hash_.update(data, size);
+    writer->bytes_ += size;
+    if (writer->progress_) writer->progress_(writer->bytes_);
     if (writer->compressor_ != nullptr) {
         la_ssize_t n = archive_write_data(writer->compressor_, data, size);
         if (n < 0) {

@@ -2,6 +2,8 @@
 // the kernel's overlayfs mount, with the OCI whiteouts turned into the kernel's form.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,8 @@ namespace layerfs::image {
 struct ApplyOptions {
     // Keep .wh.NAME and .wh..wh..opq as the plain files the tar holds.
     bool keep_oci_whiteouts = false;
+    // Hears the uncompressed bytes read so far.
+    std::function<void(std::uint64_t)> progress;
 };
 
 struct ApplyResult {

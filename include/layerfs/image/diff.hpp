@@ -21,6 +21,8 @@ struct DiffOptions {
     std::optional<std::time_t> mtime_clamp;
     // Pack even when a running layerfs holds the upper.
     bool force = false;
+    // Hears the tar bytes written so far.
+    Progress progress;
 };
 
 struct DiffResult {

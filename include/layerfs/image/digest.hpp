@@ -3,10 +3,15 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 namespace layerfs::image {
+
+// Told how many bytes of tar a long apply or diff has handled so far (for a progress line).
+using Progress = std::function<void(std::uint64_t bytes)>;
 
 class Sha256 {
   public:

@@ -18,7 +18,8 @@ namespace layerfs::image {
 class TarReader {
   public:
     // Reads the archive from FD (the caller keeps it open while the reader lives).
-    static Checked<std::unique_ptr<TarReader>> open(int fd);
+    // PROGRESS, when given, hears the uncompressed bytes read so far.
+    static Checked<std::unique_ptr<TarReader>> open(int fd, Progress progress = {});
     TarReader(const TarReader&) = delete;
     TarReader& operator=(const TarReader&) = delete;
     ~TarReader();
@@ -49,6 +50,8 @@ class TarReader {
     Sha256 hash_;
     std::unique_ptr<char[]> buffer_;
     bool outer_failed_ = false;
+    Progress progress_;
+    std::uint64_t bytes_ = 0;
 };
 
 }  // namespace layerfs::image

@@ -25,7 +25,9 @@ struct LayerDigests {
 class TarWriter {
   public:
     // Writes to OUT_FD (kept open by the caller while the writer lives).
-    static Checked<std::unique_ptr<TarWriter>> open(int out_fd, Compression compression);
+    // PROGRESS, when given, hears the tar bytes written so far.
+    static Checked<std::unique_ptr<TarWriter>> open(int out_fd, Compression compression,
+                                                    Progress progress = {});
     TarWriter(const TarWriter&) = delete;
     TarWriter& operator=(const TarWriter&) = delete;
     ~TarWriter();
@@ -51,6 +53,8 @@ class TarWriter {
     Sha256 tar_hash_;
     Sha256 out_hash_;
     std::optional<std::string> fd_error_;
+    Progress progress_;
+    std::uint64_t bytes_ = 0;
 };
 
 }  // namespace layerfs::image
