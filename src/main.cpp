@@ -93,13 +93,8 @@ int main(int argc, char** argv) {
     options.sync_copy_up = config.fsync != cli::FsyncMode::unsynced;
     options.sync_copy_up_dirs = config.fsync == cli::FsyncMode::strict;
     options.fsync_noop = config.fsync == cli::FsyncMode::unsynced;
-    if (config.fsync == cli::FsyncMode::unsynced && !options.read_only) {
-        // Left before the first change, so a crash at any point leaves it (the kernel's rule).
-        if (auto marked = core::mark_volatile((*stack)->work_fd(), *config.workdir); !marked) {
-            std::fprintf(stderr, "layerfs: %s\n", marked.error().text.c_str());
-            return 1;
-        }
-    }
+    const bool leaves_volatile_mark =
+        config.fsync == cli::FsyncMode::unsynced && !options.read_only;
     options.override_stat_xattr = override_xattr_name(config.override_stat);
     options.override_layers =
         fs::detect_override_layers(**stack, options.override_stat_xattr, !options.read_only);
@@ -114,7 +109,15 @@ int main(int argc, char** argv) {
     options.xattrs = config.xattrs;
     options.posix_acl = config.posix_acl;
     fs::Union fs(std::move(*stack), std::move(options));
-    if (!selinux_enabled()) return fuse_ops::serve(fs, config);
+    // Left before the first change, so a crash at any point leaves it (the kernel's rule),
+    // but only by a mount that happened: a refused one changes nothing.
+    std::function<Checked<void>()> on_mounted;
+    if (leaves_volatile_mark) {
+        on_mounted = [&fs, &config]() -> Checked<void> {
+            return core::mark_volatile(fs.stack().work_fd(), *config.workdir);
+        };
+    }
+    if (!selinux_enabled()) return fuse_ops::serve(fs, config, on_mounted);
     // The kernel applies the labels where SELinux runs; elsewhere it would refuse them.
     // libfuse splits its list at unescaped commas, which a quoted label may contain.
     cli::MountConfig labelled = config;
@@ -126,5 +129,5 @@ int main(int argc, char** argv) {
         }
         labelled.fuse_options.push_back(std::move(escaped));
     }
-    return fuse_ops::serve(fs, labelled);
+    return fuse_ops::serve(fs, labelled, on_mounted);
 }

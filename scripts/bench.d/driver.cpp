@@ -12,12 +12,24 @@
 //   driver create DIR COUNT SIZE       mkdir DIR, then COUNT x (open O_CREAT|O_EXCL, write
 //                                      SIZE bytes, close), 500 files per subdirectory
 //   driver openw FILE                  open(O_WRONLY) + close: a copy-up on a union
+//   driver append FILE                 open(O_WRONLY|O_APPEND), write one byte, close: the
+//                                      copy-up of a lower file on a union
+//   driver lstat ROOT LIST exist|missing
+//                                      lstat ROOT/PATH for each line of LIST (read before
+//                                      the clock starts); each must exist, or each must be
+//                                      missing (ENOENT)
+//   driver pwalk N DIR                 the walk in N processes: each reads every directory
+//                                      and descends into every subdirectory (d_type), and
+//                                      lstats the entries whose index in their directory
+//                                      is its number modulo N; timed from before the first
+//                                      fork to the end of the last child
 //
 // Built by scripts/bench with g++ -O2; not part of the layerfs build.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,6 +38,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -57,8 +70,9 @@ void walk(int fd, const std::string& path, WalkCount& count) {
     while (dirent* de = readdir(dir)) {
         const char* name = de->d_name;
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-        struct stat st{};
-        if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0) die("lstat", path + "/" + name);
+        struct stat st {};
+        if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            die("lstat", path + "/" + name);
         ++count.entries;
         if (S_ISDIR(st.st_mode)) subdirs.emplace_back(name);
         errno = 0;
@@ -82,8 +96,8 @@ int cmd_walk(const std::string& root) {
     WalkCount count;
     walk(fd, root, count);
     double t = now() - t0;
-    std::printf("{\"seconds\":%.6f,\"entries\":%" PRIu64 ",\"dirs\":%" PRIu64 "}\n", t, count.entries,
-                count.dirs);
+    std::printf("{\"seconds\":%.6f,\"entries\":%" PRIu64 ",\"dirs\":%" PRIu64 "}\n", t,
+                count.entries, count.dirs);
     return 0;
 }
 
@@ -97,8 +111,9 @@ int cmd_readdir(const std::string& path, bool with_stat) {
         const char* name = de->d_name;
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
         if (with_stat) {
-            struct stat st{};
-            if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0) die("lstat", path + "/" + name);
+            struct stat st {};
+            if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                die("lstat", path + "/" + name);
         }
         ++n;
         errno = 0;
@@ -137,7 +152,7 @@ int cmd_randread(const std::string& f, uint64_t count, uint64_t seed) {
     double t0 = now();
     int fd = open(f.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) die("open", f);
-    struct stat st{};
+    struct stat st {};
     if (fstat(fd, &st) != 0) die("fstat", f);
     uint64_t blocks = static_cast<uint64_t>(st.st_size) / kBlock;
     if (blocks == 0) {
@@ -191,9 +206,108 @@ int cmd_openw(const std::string& f) {
     if (fd < 0) die("open O_WRONLY", f);
     if (close(fd) != 0) die("close", f);
     double t = now() - t0;
-    struct stat st{};
+    struct stat st {};
     if (stat(f.c_str(), &st) != 0) die("stat", f);
     std::printf("{\"seconds\":%.6f,\"bytes\":%lld}\n", t, static_cast<long long>(st.st_size));
+    return 0;
+}
+
+int cmd_append(const std::string& f) {
+    double t0 = now();
+    int fd = open(f.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) die("open O_WRONLY|O_APPEND", f);
+    if (write(fd, "!", 1) != 1) die("write", f);
+    if (close(fd) != 0) die("close", f);
+    double t = now() - t0;
+    struct stat st {};
+    if (stat(f.c_str(), &st) != 0) die("stat", f);
+    std::printf("{\"seconds\":%.6f,\"bytes\":%lld}\n", t, static_cast<long long>(st.st_size));
+    return 0;
+}
+
+int cmd_lstat(const std::string& root, const std::string& list, bool exist) {
+    std::ifstream in(list);
+    if (!in) die("open", list);
+    std::vector<std::string> paths;
+    for (std::string line; std::getline(in, line);) {
+        if (!line.empty()) paths.push_back(root + "/" + line);
+    }
+    double t0 = now();
+    for (const auto& p : paths) {
+        struct stat st {};
+        int rc = lstat(p.c_str(), &st);
+        if (exist && rc != 0) die("lstat", p);
+        if (!exist && rc == 0) {
+            errno = EEXIST;
+            die("lstat of a missing path found it:", p);
+        }
+        if (!exist && errno != ENOENT) die("lstat", p);
+    }
+    double t = now() - t0;
+    std::printf("{\"seconds\":%.6f,\"paths\":%zu}\n", t, paths.size());
+    return 0;
+}
+
+// One process of pwalk: its share of the lstats of the directory open as fd (owned).
+uint64_t pwalk(int fd, const std::string& path, uint64_t share, uint64_t n) {
+    DIR* dir = fdopendir(fd);
+    if (dir == nullptr) die("fdopendir", path);
+    std::vector<std::string> subdirs;
+    uint64_t index = 0;
+    uint64_t done = 0;
+    errno = 0;
+    while (dirent* de = readdir(dir)) {
+        const char* name = de->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+        unsigned char type = de->d_type;
+        if (index++ % n == share || type == DT_UNKNOWN) {
+            struct stat st {};
+            if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                die("lstat", path + "/" + name);
+            ++done;
+            if (type == DT_UNKNOWN) type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+        }
+        if (type == DT_DIR) subdirs.emplace_back(name);
+        errno = 0;
+    }
+    if (errno != 0) die("readdir", path);
+    for (const auto& name : subdirs) {
+        int sub = openat(dirfd(dir), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) die("open", path + "/" + name);
+        done += pwalk(sub, path + "/" + name, share, n);
+    }
+    closedir(dir);
+    return done;
+}
+
+int cmd_pwalk(uint64_t n, const std::string& root) {
+    if (n == 0) return 2;
+    double t0 = now();
+    std::vector<pid_t> children;
+    for (uint64_t i = 0; i < n; ++i) {
+        pid_t pid = fork();
+        if (pid < 0) die("fork", root);
+        if (pid == 0) {
+            int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0) die("open", root);
+            pwalk(fd, root, i, n);
+            std::fflush(stderr);
+            _exit(0);
+        }
+        children.push_back(pid);
+    }
+    int failed = 0;
+    for (pid_t pid : children) {
+        int status = 0;
+        if (waitpid(pid, &status, 0) < 0) die("waitpid", root);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+    }
+    double t = now() - t0;
+    if (failed != 0) {
+        std::fprintf(stderr, "pwalk: %d of %" PRIu64 " processes failed\n", failed, n);
+        return 1;
+    }
+    std::printf("{\"seconds\":%.6f,\"processes\":%" PRIu64 "}\n", t, n);
     return 0;
 }
 
@@ -211,7 +325,8 @@ uint64_t num(const char* s) {
 int usage() {
     std::fprintf(stderr,
                  "usage: driver walk DIR | readdir DIR [stat] | seqread FILE... |\n"
-                 "       randread FILE COUNT SEED | create DIR COUNT SIZE | openw FILE\n");
+                 "       randread FILE COUNT SEED | create DIR COUNT SIZE | openw FILE |\n"
+                 "       append FILE | lstat ROOT LIST exist|missing | pwalk N DIR\n");
     return 2;
 }
 
@@ -227,5 +342,10 @@ int main(int argc, char** argv) {
     if (cmd == "randread" && argc == 5) return cmd_randread(argv[2], num(argv[3]), num(argv[4]));
     if (cmd == "create" && argc == 5) return cmd_create(argv[2], num(argv[3]), num(argv[4]));
     if (cmd == "openw" && argc == 3) return cmd_openw(argv[2]);
+    if (cmd == "append" && argc == 3) return cmd_append(argv[2]);
+    if (cmd == "lstat" && argc == 5 &&
+        (std::string(argv[4]) == "exist" || std::string(argv[4]) == "missing"))
+        return cmd_lstat(argv[2], argv[3], std::string(argv[4]) == "exist");
+    if (cmd == "pwalk" && argc == 4) return cmd_pwalk(num(argv[2]), argv[3]);
     return usage();
 }

@@ -3,14 +3,23 @@
 
     gen_layers.py OUTDIR   (sizes from the environment, see SIZES below)
 
-Writes OUTDIR/layers/l1 (bottom) .. OUTDIR/layers/lN (top) and OUTDIR/manifest.json.
+Writes OUTDIR/layers/l1 (bottom) .. OUTDIR/layers/lN (top), OUTDIR/plain (the merged
+view materialised: what a union of the layers must show, as a plain directory),
+OUTDIR/depth/N/0 .. N-1 (the lookup-depth stacks, with OUTDIR/depth/plain), OUTDIR/untar.tar
+and OUTDIR/manifest.json.
 The tree is deterministic for given sizes (a fixed seed): a Debian-like image made of
 "packages" (usr/bin, usr/lib, usr/share/{doc,man,locale}, usr/include, python packages,
 var/lib/dpkg/info, etc), most of them in the bottom layer; each upper layer adds packages
 into the same directories (merged directories), rewrites files of the layers below,
 deletes files and whole directories (whiteouts) and replaces directories (opaque dirs).
-Besides the image: a directory of BENCH_BIGDIR entries merged from up to 4 layers,
-large files of BENCH_LARGE_MIB in total and one BENCH_COPYUP_MIB file for copy-up.
+Besides the image: a directory of BENCH_BIGDIR entries merged from 4 layers; a big file
+of BENCH_BIG_MIB of real (not sparse) data in the bottom layer, for the reads and the
+copy-up; a sparse file of the same size (1 MiB of data every 32 MiB, holes between) to
+check that a copy-up keeps holes; a tree of BENCH_META_FILES files in the bottom layer
+for chown -R / chmod -R. Apart from the image: stacks of 1, 10, 50, 100, 500 layers
+(BENCH_DEPTHS) holding one tree of BENCH_DEPTH_FILES files spread over all their layers
+(every directory in every layer), with the lists of existing and missing paths to look
+up; a tarball of BENCH_UNTAR_FILES small files.
 
 Whiteouts and opaque directories are written in the kernel's format (a 0/0 character
 device, trusted.overlay.opaque=y) when run as root, which all three targets read; without
@@ -20,20 +29,27 @@ The manifest holds the layer paths and the expected merged view: the number of e
 walk of the mount must find, overall and in the subtrees the benchmarks use.
 """
 
+import io
 import json
 import os
 import random
 import stat
 import sys
+import tarfile
 
 SIZES = {
     # name: (default, meaning)
-    "BENCH_LAYERS": (5, "number of lower layers"),
-    "BENCH_FILES": (20000, "files and symlinks in the image, over all layers"),
-    "BENCH_BIGDIR": (10000, "entries of the big directory, merged from up to 4 layers"),
-    "BENCH_LARGE_MIB": (256, "total size of the large files (3 files: 1/2, 1/4, 1/4)"),
-    "BENCH_COPYUP_MIB": (64, "size of the lower file that is copied up"),
+    "BENCH_LAYERS": (10, "number of lower layers of the image"),
+    "BENCH_FILES": (30000, "files and symlinks in the image, over all layers"),
+    "BENCH_BIGDIR": (20000, "entries of the big directory, merged from 4 layers"),
+    "BENCH_BIG_MIB": (2048, "the big file (real data), and the sparse file's size"),
+    "BENCH_META_FILES": (10000, "files of the lower tree for chown -R / chmod -R"),
+    "BENCH_UNTAR_FILES": (20000, "files in the tarball that is untarred"),
+    "BENCH_DEPTH_FILES": (2000, "files of the lookup-depth tree"),
 }
+DEPTHS_DEFAULT = "1,10,50,100,500"  # BENCH_DEPTHS: layer counts of the lookup-depth stacks
+DEPTH_DIRS = 20  # directories of the lookup-depth tree, present in every layer
+SPARSE_STRIDE_MIB = 32  # the sparse file: 1 MiB of data at the start of every 32 MiB
 
 LANGS = """af ar ast be bg bn bs ca cs cy da de el en_GB eo es et eu fa fi fr ga gl he hi hr hu
 id is it ja ka kk km ko lt lv mk ml ms nb nl nn oc pa pl pt pt_BR ro ru sk sl sq sr sv ta te
@@ -255,7 +271,7 @@ class Gen:
             self.rewrites += 1
         self.add_file(layer, "var/lib/dpkg/status", 200_000 + 20_000 * k)
 
-    def build(self, layers, nfiles, bigdir, large_mib, copyup_mib):
+    def build(self, layers, nfiles, bigdir, big_mib, meta_files):
         base = os.path.join(self.out, "layers")
         os.makedirs(base)
         for i in range(layers):
@@ -275,20 +291,42 @@ class Gen:
                 self.add_file(0, "var/lib/dpkg/status", 200_000)
             while done < goal:
                 done += self.package(layer, self.pkg_name(), goal - done)
-        # The big directory, merged from up to 4 layers.
+        # The big directory, merged from 4 layers (the top 4: each adds a quarter).
         parts = min(4, layers)
         for i in range(bigdir):
-            self.add_file(i % parts, f"var/cache/bigdir/entry-{i:06d}", 0)
-        # Large files, in different layers; the copy-up source in the bottom one.
+            self.add_file(layers - parts + i % parts, f"var/cache/bigdir/entry-{i:06d}", 0)
+        # The tree that chown -R and chmod -R change: all in the bottom layer.
+        for i in range(meta_files):
+            self.add_file(0, f"srv/meta/d{i // 100:04d}/f{i:06d}", self.small_size())
+        # The big file (real data) and the sparse file, in the bottom layer.
         mib = 1 << 20
-        sizes = [large_mib // 2, large_mib // 4, large_mib - large_mib // 2 - large_mib // 4]
-        for i, size in enumerate(sizes):
-            if size <= 0:
-                continue
-            rel = f"opt/data/large-{i}.bin"
-            self.add_file(min(i + 1, layers - 1), rel, size * mib)
-        copyup = "opt/data/copyup.bin"
-        self.add_file(0, copyup, copyup_mib * mib)
+        self.add_file(0, "opt/data/big.bin", big_mib * mib)
+        rel = "opt/data/sparse.bin"
+        self._ensure_parents(0, rel)
+        with open(os.path.join(self.layer_dirs[0], rel), "wb") as f:
+            for off in range(0, big_mib, SPARSE_STRIDE_MIB):
+                f.seek(off * mib)
+                f.write(self.chunk)
+            f.truncate(big_mib * mib)
+        self.merged[rel] = "f"
+
+    def materialise(self, dest):
+        """Writes the merged view as a plain directory: each entry from the topmost layer
+        that has it, file data copied (holes kept), modes and symlink targets as they are."""
+        os.mkdir(dest)
+        for rel in sorted(self.merged):
+            src = next(p for p in (os.path.join(d, rel) for d in reversed(self.layer_dirs))
+                       if os.path.lexists(p))
+            dst = os.path.join(dest, rel)
+            kind = self.merged[rel]
+            if kind == "d":
+                os.mkdir(dst)
+            elif kind == "l":
+                os.symlink(os.readlink(src), dst)
+            else:
+                copy_keeping_holes(src, dst)
+            if kind != "l":
+                os.chmod(dst, stat.S_IMODE(os.lstat(src).st_mode))
 
     def count(self, prefix=""):
         if not prefix:
@@ -301,16 +339,96 @@ class Gen:
         return sum(1 for k, t in self.merged.items() if k.startswith(p) and t != "d")
 
 
-def tar_source(gen):
-    """The bottom layer's python packages (small files, deep tree), for the untar test."""
-    rel = "usr/lib/python3/dist-packages"
-    path = os.path.join(gen.layer_dirs[0], rel)
-    files = 0
+def copy_keeping_holes(src, dst):
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        size = os.fstat(fi.fileno()).st_size
+        pos = 0
+        while pos < size:
+            try:
+                data = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            hole = os.lseek(fi.fileno(), data, os.SEEK_HOLE)
+            os.lseek(fi.fileno(), data, os.SEEK_SET)
+            fo.seek(data)
+            left = hole - data
+            while left > 0:
+                buf = fi.read(min(left, 1 << 20))
+                if not buf:
+                    break
+                fo.write(buf)
+                left -= len(buf)
+            pos = hole
+        fo.truncate(size)
+
+
+def depth_stacks(out, depths, nfiles, rng):
+    """The lookup-depth stacks: for each N, OUTDIR/depth/N/0 (bottom) .. N-1, every layer
+    with the same DEPTH_DIRS directories, file j in layer j mod N. OUTDIR/depth/plain
+    is the merged tree; exist.txt and missing.txt list the paths to look up."""
+    base = os.path.join(out, "depth")
+    files = [f"d{j % DEPTH_DIRS:02d}/f{j:05d}" for j in range(nfiles)]
+    for n in depths:
+        for layer in range(n):
+            ld = os.path.join(base, str(n), str(layer))
+            for d in range(DEPTH_DIRS):
+                os.makedirs(os.path.join(ld, f"d{d:02d}"))
+        for j, rel in enumerate(files):
+            with open(os.path.join(base, str(n), str(j % n), rel), "wb") as f:
+                f.write(b"x" * 100)
+    plain = os.path.join(base, "plain")
+    for d in range(DEPTH_DIRS):
+        os.makedirs(os.path.join(plain, f"d{d:02d}"))
+    for rel in files:
+        with open(os.path.join(plain, rel), "wb") as f:
+            f.write(b"x" * 100)
+    exist = list(files)
+    rng.shuffle(exist)
+    missing = [f"d{j % DEPTH_DIRS:02d}/missing{j:05d}" for j in range(nfiles)]
+    rng.shuffle(missing)
+    for name, paths in (("exist.txt", exist), ("missing.txt", missing)):
+        with open(os.path.join(base, name), "w") as f:
+            f.write("\n".join(paths) + "\n")
+    return {
+        "depths": depths,
+        "layers": {str(n): [os.path.join(base, str(n), str(i)) for i in range(n)] for n in depths},
+        "plain": plain,
+        "exist": os.path.join(base, "exist.txt"),
+        "missing": os.path.join(base, "missing.txt"),
+        "files": nfiles,
+        "dirs": DEPTH_DIRS,
+    }
+
+
+def make_tarball(path, nfiles, gen):
+    """A tarball of nfiles small files in 2 levels of directories (40 files each),
+    deterministic (fixed names, sizes, data and times)."""
+    rng = random.Random(7)
     dirs = 0
-    for _, dnames, fnames in os.walk(path):
-        files += len(fnames)
-        dirs += len(dnames)
-    return {"layer_path": path, "files": files, "dirs": dirs}
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        def add_dir(name):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            info.mtime = 1_700_000_000
+            tar.addfile(info)
+
+        add_dir("bench-untar")
+        for i in range(nfiles):
+            if i % 40 == 0:
+                if i % 1600 == 0:
+                    add_dir(f"bench-untar/a{i // 1600:03d}")
+                    dirs += 1
+                add_dir(f"bench-untar/a{i // 1600:03d}/b{i // 40 % 40:02d}")
+                dirs += 1
+            size = min(int(rng.lognormvariate(7.3, 1.4)), 256 << 10)
+            off = rng.randrange(0, len(gen.chunk) - size + 1)
+            info = tarfile.TarInfo(f"bench-untar/a{i // 1600:03d}/b{i // 40 % 40:02d}/f{i:06d}")
+            info.size = size
+            info.mode = 0o644
+            info.mtime = 1_700_000_000
+            tar.addfile(info, io.BytesIO(gen.chunk[off : off + size]))
+    return {"path": path, "files": nfiles, "dirs": dirs + 1}
 
 
 def main():
@@ -319,41 +437,46 @@ def main():
         sys.exit(2)
     out = sys.argv[1]
     layers = env_int("BENCH_LAYERS")
-    if layers < 2:
-        sys.exit("BENCH_LAYERS must be at least 2")
+    if layers < 4:
+        sys.exit("BENCH_LAYERS must be at least 4")
+    depths = [int(x) for x in (os.environ.get("BENCH_DEPTHS") or DEPTHS_DEFAULT).split(",") if x]
     gen = Gen(out, os.geteuid() == 0)
-    gen.build(layers, env_int("BENCH_FILES"), env_int("BENCH_BIGDIR"),
-              env_int("BENCH_LARGE_MIB"), env_int("BENCH_COPYUP_MIB"))
+    big_mib = env_int("BENCH_BIG_MIB")
+    gen.build(layers, env_int("BENCH_FILES"), env_int("BENCH_BIGDIR"), big_mib,
+              env_int("BENCH_META_FILES"))
+    gen.materialise(os.path.join(out, "plain"))
     mib = 1 << 20
-    sizes = [env_int("BENCH_LARGE_MIB") // 2, env_int("BENCH_LARGE_MIB") // 4]
-    sizes.append(env_int("BENCH_LARGE_MIB") - sum(sizes))
-    large = [{"path": f"opt/data/large-{i}.bin", "bytes": s * mib} for i, s in enumerate(sizes) if s > 0]
     layer_files = 0
     for d in gen.layer_dirs:
         for _, _, fnames in os.walk(d):
             layer_files += len(fnames)
     manifest = {
         "layers": gen.layer_dirs,  # bottom first
+        "plain": os.path.join(out, "plain"),
         "whiteout_format": "kernel" if gen.root else "oci",
-        "sizes": {k: env_int(k) for k in SIZES},
+        "sizes": {k: env_int(k) for k in SIZES} | {"BENCH_DEPTHS": ",".join(map(str, depths))},
         "entries_in_layers": layer_files,
         "whiteouts": gen.whiteouts,
         "opaque_dirs": gen.opaques,
         "rewritten_files": gen.rewrites,
         "merged_entries": gen.count(),
-        "large_files": large,
-        "copyup": {"path": "opt/data/copyup.bin", "bytes": env_int("BENCH_COPYUP_MIB") * mib},
-        "bigdir": {"path": "var/cache/bigdir", "entries": gen.count("var/cache/bigdir")},
-        "chmod": {"path": "usr/share/doc", "entries": gen.count("usr/share/doc"),
-                  "files": gen.count_files("usr/share/doc")},
+        "big": {"path": "opt/data/big.bin", "bytes": big_mib * mib},
+        "sparse": {"path": "opt/data/sparse.bin", "bytes": big_mib * mib,
+                   "data_bytes": len(range(0, big_mib, SPARSE_STRIDE_MIB)) * mib},
+        "bigdir": {"path": "var/cache/bigdir", "entries": gen.count("var/cache/bigdir"),
+                   "layers": min(4, layers)},
+        "meta": {"path": "srv/meta", "entries": gen.count("srv/meta"),
+                 "files": gen.count_files("srv/meta")},
         "rm": {"path": "usr/share/locale", "entries": gen.count("usr/share/locale"),
                "files": gen.count_files("usr/share/locale")},
-        "tar": tar_source(gen),
+        "tar": make_tarball(os.path.join(out, "untar.tar"), env_int("BENCH_UNTAR_FILES"), gen),
+        "depth": depth_stacks(out, depths, env_int("BENCH_DEPTH_FILES"), random.Random(11)),
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     print(f"layers: {layers}, files in the layers: {layer_files}, merged entries: {manifest['merged_entries']}, "
-          f"whiteouts: {gen.whiteouts}, opaque dirs: {gen.opaques}, rewritten files: {gen.rewrites}")
+          f"whiteouts: {gen.whiteouts}, opaque dirs: {gen.opaques}, rewritten files: {gen.rewrites}; "
+          f"big file {big_mib} MiB; depth stacks {','.join(map(str, depths))} layers")
 
 
 if __name__ == "__main__":

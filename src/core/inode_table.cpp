@@ -41,6 +41,12 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         // The filesystem reused the number of a removed object for this new one.
         detached_.emplace(it->second.get(), std::move(it->second));
         by_key_.erase(it);
+    } else if (auto copied = by_origin_.find(key);
+               copied != by_origin_.end() && !copied->second->unlinked()) {
+        // A lower object whose copy we made: one object, one node (see find_copied_from).
+        copied->second->lookups_++;
+        copied->second->add_alias(alias);
+        return copied->second->shared_from_this();
     }
     auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino, in_upper);
     node->lookups_ = 1;
@@ -54,6 +60,13 @@ NodePtr InodeTable::find(RealId real, mode_t type) const {
     auto it = by_key_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
     if (it == by_key_.end() || it->second->unlinked()) return nullptr;
     return it->second;
+}
+
+NodePtr InodeTable::find_copied_from(RealId real, mode_t type) const {
+    std::lock_guard lock(mutex_);
+    auto it = by_origin_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
+    if (it == by_origin_.end() || it->second->unlinked()) return nullptr;
+    return it->second->shared_from_this();
 }
 
 void InodeTable::retire(RealId real, mode_t type) {
@@ -75,6 +88,11 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     }
     node->lookups_ -= n;
     if (node->lookups_ > 0) return;
+    if (node->origin_) {
+        auto origin =
+            by_origin_.find(Key{*node->origin_, static_cast<mode_t>(node->type() & S_IFMT)});
+        if (origin != by_origin_.end() && origin->second == node) by_origin_.erase(origin);
+    }
     auto it = by_key_.find(Key{node->real_, static_cast<mode_t>(node->type() & S_IFMT)});
     if (it != by_key_.end() && it->second.get() == node) {
         released = std::move(it->second);
@@ -93,8 +111,13 @@ void InodeTable::rekey(Node& node, RealId real) {
         return;
     }
     auto it = by_key_.find(Key{node.real_, type});
+    const RealId before = node.real_;
     node.real_ = real;
     if (it == by_key_.end() || it->second.get() != &node) return;  // forgotten already
+    if (!node.origin_) {
+        node.origin_ = before;
+        by_origin_[Key{before, type}] = &node;
+    }
     NodePtr held = std::move(it->second);
     by_key_.erase(it);
     auto [slot, inserted] = by_key_.try_emplace(Key{real, type}, held);

@@ -60,8 +60,16 @@ sys::UniqueFd try_lock_upper(int upper_fd) {
 
 Checked<WriteSetup> prepare_write_setup(int workdir_fd, const std::string& workdir_path,
                                         XattrNamespace wanted) {
-    if (::mkdirat(workdir_fd, kWorkName, 0000) != 0 && errno != EEXIST) {
+    // 0700, not the kernel's 0000: an unprivileged daemon has no CAP_DAC_OVERRIDE to work
+    // in a directory that refuses even its owner. Others stay out either way.
+    if (::mkdirat(workdir_fd, kWorkName, 0700) != 0 && errno != EEXIST) {
         return problem(workdir_path, std::string("cannot create work: ") + std::strerror(errno));
+    }
+    // One left by the kernel or an older layerfs: ours to open up, when it is ours.
+    if (auto st = sys::stat_at(workdir_fd, kWorkName);
+        st && S_ISDIR(st->st_mode) && st->st_uid == ::geteuid() && (st->st_mode & 0700) != 0700 &&
+        ::fchmodat(workdir_fd, kWorkName, 0700, 0) != 0) {
+        return problem(workdir_path, std::string("cannot open up work: ") + std::strerror(errno));
     }
     auto work = sys::open_at(workdir_fd, kWorkName, O_PATH | O_DIRECTORY);
     if (!work) {

@@ -140,9 +140,8 @@ Result<void> sync_copied_up(int upper_dir, const std::string& name) {
     return {};
 }
 
-// NODE now lives in the upper as the object UPPER_ST.
-void adopt_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement,
-                 const struct stat& upper_st) {
+// NODE now lives in the upper (its table key is the copy's already).
+void place_in_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement) {
     const std::size_t upper = fs.stack().upper().index();
     core::Placement upper_placement = placement;
     upper_placement.layer = upper;
@@ -150,7 +149,10 @@ void adopt_upper(Union& fs, const core::NodePtr& node, const core::Placement& pl
         upper_placement.dir_layers.insert(upper_placement.dir_layers.begin(), upper);
     }
     node->set_placement(std::move(upper_placement), true);
-    fs.nodes().rekey(*node, core::RealId{upper_st.st_dev, upper_st.st_ino});
+}
+
+core::RealId real_id(const struct stat& st) {
+    return core::RealId{st.st_dev, st.st_ino};
 }
 
 Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOptions& options) {
@@ -172,7 +174,8 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     // adopts the copy instead of failing to place a second one.
     if (auto present = sys::stat_at((*upper_dir)->get(), alias.name);
         present && (present->st_mode & S_IFMT) == (src_st->st_mode & S_IFMT)) {
-        adopt_upper(fs, node, placement, *present);
+        fs.nodes().rekey(*node, real_id(*present));
+        place_in_upper(fs, node, placement);
         return {};
     }
 
@@ -199,17 +202,20 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     // A copy-up is not a change of the parent directory: its times stay as they were.
     auto parent_before = sys::stat_fd((*upper_dir)->get());
     if (!parent_before) return parent_before.error();
+    // The node takes the copy's number before the copy shows: a concurrent lookup that
+    // finds the copy must find this node, never make a second one.
+    auto built = sys::stat_at(temp.work_fd(), temp.name());
+    if (!built) return built.error();
+    fs.nodes().rekey(*node, real_id(*built));
     if (auto moved = temp.move_into_place((*upper_dir)->get(), alias.name, RENAME_NOREPLACE);
         !moved) {
+        fs.nodes().rekey(*node, real_id(src.st));
         return moved;
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
     ::utimensat(AT_FDCWD, sys::proc_fd_path((*upper_dir)->get()).c_str(), parent_times, 0);
-
-    auto copied = sys::stat_at((*upper_dir)->get(), alias.name);
-    if (!copied) return copied.error();
-    adopt_upper(fs, node, placement, *copied);
-    // After adopting: a failed sync reports an error but must not leave the node behind.
+    place_in_upper(fs, node, placement);
+    // After placing: a failed sync reports an error but must not leave the node behind.
     if (fs.options().sync_copy_up_dirs) return sync_copied_up((*upper_dir)->get(), alias.name);
     return {};
 }

@@ -117,7 +117,20 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
 }
 
 Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& name) {
-    auto hit = find_in_layers(fs, *parent, name);
+    // A walk that saw no upper object, then the lower one, may have crossed a concurrent
+    // copy-up of that object (and a rename that moved the copy away): a request inside a
+    // directory that is being renamed is not serialised with the rename by the kernel. The
+    // lower object then no longer shows here; walking again sees the copy, or the whiteout.
+    constexpr int kWalks = 3;
+    Result<LookupHit> hit = find_in_layers(fs, *parent, name);
+    for (int walk = 1; walk < kWalks && hit; ++walk) {
+        if (fs.stack().layer(hit->placement.layer).is_upper()) break;
+        if (!fs.nodes().find_copied_from(core::RealId{hit->st.st_dev, hit->st.st_ino},
+                                         hit->st.st_mode)) {
+            break;
+        }
+        hit = find_in_layers(fs, *parent, name);
+    }
     if (!hit) return hit.error();
     const core::Layer& layer = fs.stack().layer(hit->placement.layer);
     const core::RealId real{hit->st.st_dev, hit->st.st_ino};

@@ -126,7 +126,8 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
                                          FUSE_CAP_HANDLE_KILLPRIV);
 }
 
-int serve(fs::Union& fs, const cli::MountConfig& config) {
+int serve(fs::Union& fs, const cli::MountConfig& config,
+          const std::function<Checked<void>()>& on_mounted) {
     SessionState state{fs, config.timeout, config.posix_acl};
     const std::string options = fuse_option_list(fs, config);
     std::vector<std::string> words = {"layerfs", "-o", options};
@@ -146,6 +147,13 @@ int serve(fs::Union& fs, const cli::MountConfig& config) {
     if (fuse_session_mount(session.get(), config.mountpoint.c_str()) != 0) {
         fprintf(stderr, "layerfs: mountpoint %s: cannot mount\n", config.mountpoint.c_str());
         return 1;
+    }
+    if (on_mounted) {
+        if (auto done = on_mounted(); !done) {
+            fprintf(stderr, "layerfs: %s\n", done.error().text.c_str());
+            fuse_session_unmount(session.get());
+            return 1;
+        }
     }
     const bool foreground = config.foreground || config.debug;
     if (fuse_daemonize(foreground ? 1 : 0) != 0) {

@@ -327,5 +327,42 @@ TEST(InodeTableTest, ARemovedObjectsNumberReusedGetsANewNode) {
     EXPECT_EQ(table.find(reused, S_IFDIR), fresh);
 }
 
+// A lookup that walked past a concurrent copy-up finds the lower object the copy was made
+// from: it must get the copied node, never a second node showing the same number.
+TEST(InodeTableTest, TheLowerObjectOfACopyFindsTheCopiedNode) {
+    core::InodeTable table(core::Placement{}, core::RealId{1, 1}, 1, false);
+    const core::RealId lower{2, 7};
+    const core::RealId copy{1, 99};
+    core::NodePtr node =
+        table.intern(core::Alias{table.root(), "d"}, S_IFDIR, core::Placement{}, lower, 7, false);
+    EXPECT_EQ(table.find_copied_from(lower, S_IFDIR), nullptr);
+    table.rekey(*node, copy);
+    EXPECT_EQ(table.find(copy, S_IFDIR), node);
+    EXPECT_EQ(table.find_copied_from(lower, S_IFDIR), node);
+    EXPECT_EQ(table.find_copied_from(lower, S_IFREG), nullptr);
+    core::NodePtr again =
+        table.intern(core::Alias{table.root(), "d"}, S_IFDIR, core::Placement{}, lower, 7, false);
+    EXPECT_EQ(again, node);
+    EXPECT_EQ(table.size(), 1u);
+    // Both lookups are forgotten: the node and its origin are gone from the table.
+    table.forget(table.id_of(*node), 2);
+    EXPECT_EQ(table.size(), 0u);
+    EXPECT_EQ(table.find_copied_from(lower, S_IFDIR), nullptr);
+}
+
+// A removed copy no longer stands for its origin.
+TEST(InodeTableTest, ARemovedCopyDoesNotAnswerForItsOrigin) {
+    core::InodeTable table(core::Placement{}, core::RealId{1, 1}, 1, false);
+    const core::RealId lower{2, 7};
+    core::NodePtr node =
+        table.intern(core::Alias{table.root(), "f"}, S_IFREG, core::Placement{}, lower, 7, false);
+    table.rekey(*node, core::RealId{1, 99});
+    node->mark_unlinked();
+    EXPECT_EQ(table.find_copied_from(lower, S_IFREG), nullptr);
+    core::NodePtr fresh =
+        table.intern(core::Alias{table.root(), "f"}, S_IFREG, core::Placement{}, lower, 7, false);
+    EXPECT_NE(fresh, node);
+}
+
 }  // namespace
 }  // namespace layerfs

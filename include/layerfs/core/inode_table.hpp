@@ -29,8 +29,13 @@ class InodeTable {
                    ino_t ino, bool in_upper);
 
     // NODE's object is now REAL (a copy-up made a new one): later lookups of it must find
-    // the same node.
+    // the same node. The object it was copied from stays known as the node's origin.
     void rekey(Node& node, RealId real);
+
+    // The live node whose object was copied up from the lower object REAL, if any; the
+    // lookup count is not touched. A lookup that finds REAL itself in a lower layer raced
+    // that copy-up (or a rename that followed it): the union no longer shows REAL there.
+    NodePtr find_copied_from(RealId real, mode_t type) const;
 
     // The node the kernel holds for REAL, if any; the lookup count is not touched.
     NodePtr find(RealId real, mode_t type) const;
@@ -67,6 +72,8 @@ class InodeTable {
     // Nodes whose object was removed while the kernel still holds them: their real number
     // may be reused by a new object, which must get a node of its own.
     std::unordered_map<const Node*, NodePtr> detached_;
+    // Lower object -> the node its copy-up made, for as long as the table holds that node.
+    std::unordered_map<Key, Node*, KeyHash> by_origin_;
     std::uint64_t next_serial_ = 1;
 };
 

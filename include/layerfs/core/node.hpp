@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,8 @@ class Node : public std::enable_shared_from_this<Node> {
     std::atomic<bool> unlinked_{false};
     std::weak_ptr<const sys::UniqueFd> open_fd_;
     RealId real_;  // the table's key for this node: guarded by the table's mutex
+    // The lower object a copy-up replaced, once there was one: guarded by the table's mutex.
+    std::optional<RealId> origin_;
     const ino_t ino_;
     std::uint64_t lookups_ = 0;  // guarded by the table's mutex
 };
