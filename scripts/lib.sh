@@ -13,7 +13,7 @@ LAYERFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAYERFS_PACKAGES=(
     meson ninja-build g++ pkg-config
     libfuse3-dev fuse3 libxxhash-dev libspdlog-dev libcli11-dev
-    libgtest-dev libgmock-dev
+    libgtest-dev libgmock-dev libarchive-dev libssl-dev
     attr acl fuse-overlayfs clang-format
     # tests/containers: podman (with conmon, pulled in) builds and runs images on layerfs,
     # with runc (crun refuses the hybrid cgroup layout of the CI machines) and a rootfs made

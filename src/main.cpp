@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "layerfs/cli/image_command.hpp"
 #include "layerfs/cli/options.hpp"
 #include "layerfs/core/dir_fd_cache.hpp"
 #include "layerfs/core/id_map.hpp"
@@ -65,6 +66,7 @@ bool selinux_enabled() {
 
 int main(int argc, char** argv) {
     using namespace layerfs;
+    if (auto status = cli::run_image_command(argc, argv)) return *status;
     cli::ParsedCommandLine parsed = cli::parse_command_line(argc, argv);
     if (parsed.exit) {
         std::fputs(parsed.exit->output.c_str(), parsed.exit->to_stderr ? stderr : stdout);

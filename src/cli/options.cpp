@@ -217,6 +217,12 @@ fuse-overlayfs's options, with its meaning (containers/storage passes them):
                        accepted without effect
   plugins= is refused (not supported).
 
+Image layers (see layerfs apply --help, layerfs diff --help):
+  layerfs apply LAYER.tar[.gz|.zst] DIR
+                       unpack an OCI layer into a layer directory
+  layerfs diff UPPER [--lower DIR]... -o LAYER.tar|-
+                       pack an upper directory as an OCI layer
+
 Example:
   layerfs -o lowerdir=A:B,upperdir=U,workdir=W MNT
   unmount: fusermount3 -u MNT

@@ -1,6 +1,7 @@
 // Opening the stack's directories, and every check a person's mistake can fail: each error
 // names the directory and the problem, and nothing is created or changed.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -150,6 +151,13 @@ Checked<std::unique_ptr<Stack>> Stack::open(const StackSpec& spec, std::size_t d
     if (work) {
         auto setup = prepare_write_setup(work->fd.get(), work->path, spec.xattr_namespace);
         if (!setup) return setup.error();
+        setup->upper_lock = try_lock_upper(layers.front().root_fd());
+        if (!setup->upper_lock) {
+            // As the kernel does for an upper in use: a warning, as two mounts of one upper
+            // are the user's call; `layerfs diff` relies on the lock being held.
+            spdlog::warn("upperdir {} is in use by another layerfs mount or a layerfs diff",
+                         layers.front().path());
+        }
         write = std::move(*setup);
     }
     return std::unique_ptr<Stack>(

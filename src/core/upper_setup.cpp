@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -40,6 +41,22 @@ bool can_make_whiteout_device(int work_fd) {
 }
 
 }  // namespace
+
+std::string probe_xattr_prefix(int dirfd) {
+    return can_set_trusted(dirfd) ? "trusted.overlay." : "user.overlay.";
+}
+
+WhiteoutStyle probe_whiteout_style(int dirfd) {
+    return can_make_whiteout_device(dirfd) ? WhiteoutStyle::device : WhiteoutStyle::oci_files;
+}
+
+sys::UniqueFd try_lock_upper(int upper_fd) {
+    // flock needs a real open file, not an O_PATH handle.
+    auto dir = sys::reopen(upper_fd, O_RDONLY | O_DIRECTORY);
+    if (!dir) return {};
+    if (::flock(dir->get(), LOCK_EX | LOCK_NB) != 0) return {};
+    return std::move(*dir);
+}
 
 Checked<WriteSetup> prepare_write_setup(int workdir_fd, const std::string& workdir_path,
                                         XattrNamespace wanted) {
@@ -83,14 +100,13 @@ Checked<WriteSetup> prepare_write_setup(int workdir_fd, const std::string& workd
             setup.xattr_prefix = "user.overlay.";
             break;
         case XattrNamespace::automatic:
-            setup.xattr_prefix =
-                can_set_trusted(work->get()) ? "trusted.overlay." : "user.overlay.";
+            setup.xattr_prefix = probe_xattr_prefix(work->get());
             break;
     }
     // fuse-overlayfs's knob of the same meaning, for uppers that must be readable by tools
     // that know only the OCI files (and to test this path where mknod always works).
     const bool files_asked = std::getenv("LAYERFS_DISABLE_OVL_WHITEOUT") != nullptr;
-    if (!files_asked && can_make_whiteout_device(work->get())) {
+    if (!files_asked && probe_whiteout_style(work->get()) == WhiteoutStyle::device) {
         setup.whiteouts = WhiteoutStyle::device;
     } else if (files_asked) {
         setup.whiteouts = WhiteoutStyle::oci_files;

@@ -37,17 +37,7 @@ Result<UpperSlot> upper_slot(Union& fs, int upper_dir, const std::string& name) 
 }
 
 Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name) {
-    if (fs.stack().write_setup().whiteouts == core::WhiteoutStyle::device) {
-        if (::mknodat(upper_dir, name.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
-            return last_errno();
-        }
-        return {};
-    }
-    auto marker = whiteout_marker_for(name);
-    if (!marker) return Errno{ENAMETOOLONG};
-    auto fd = sys::open_at(upper_dir, *marker, O_CREAT | O_WRONLY, 0000);
-    if (!fd) return fd.error();
-    return {};
+    return write_whiteout(upper_dir, name, fs.stack().write_setup().whiteouts);
 }
 
 Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
@@ -67,7 +57,7 @@ Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& na
 }
 
 Result<void> set_opaque(Union& fs, int dirfd, const std::string& name) {
-    return sys::set_xattr(dirfd, name, fs.stack().overlay_xattr("opaque"), "y");
+    return write_opaque(dirfd, name, fs.stack().write_setup().xattr_prefix);
 }
 
 Result<void> remove_whiteouts_in(Union& fs, int dirfd) {

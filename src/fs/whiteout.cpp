@@ -61,4 +61,22 @@ bool is_xattr_whiteout(int dirfd, const std::string& name, const struct stat& st
     return false;
 }
 
+Result<void> write_whiteout(int dirfd, const std::string& name, core::WhiteoutStyle style) {
+    if (style == core::WhiteoutStyle::device) {
+        if (::mknodat(dirfd, name.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+            return last_errno();
+        }
+        return {};
+    }
+    auto marker = whiteout_marker_for(name);
+    if (!marker) return Errno{ENAMETOOLONG};
+    auto fd = sys::open_at(dirfd, *marker, O_CREAT | O_WRONLY, 0000);
+    if (!fd) return fd.error();
+    return {};
+}
+
+Result<void> write_opaque(int dirfd, const std::string& name, const std::string& xattr_prefix) {
+    return sys::set_xattr(dirfd, name, xattr_prefix + "opaque", "y");
+}
+
 }  // namespace layerfs::fs

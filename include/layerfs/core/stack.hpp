@@ -43,6 +43,9 @@ struct WriteSetup {
     sys::UniqueFd work;        // WORKDIR/work: temporary objects, moved into place by rename
     std::string xattr_prefix;  // "trusted.overlay." or "user.overlay."
     WhiteoutStyle whiteouts;
+    // A flock on the upper while the mount lives (see try_lock_upper); invalid when another
+    // mount or a `layerfs diff` held it at start.
+    sys::UniqueFd upper_lock;
 };
 
 // A node's object: a directory fd and a name in it, or (empty name) the directory itself.

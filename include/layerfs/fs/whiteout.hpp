@@ -14,6 +14,9 @@
 #include <string>
 #include <string_view>
 
+#include "layerfs/core/stack.hpp"
+#include "layerfs/result.hpp"
+
 namespace layerfs::fs {
 
 inline constexpr std::string_view kWhiteoutPrefix = ".wh.";
@@ -44,5 +47,13 @@ DirMarks read_dir_marks(int dirfd, const std::string& name, bool read_marker_fil
 // True when the entry NAME (stat ST) under DIRFD is a kernel xattr whiteout: a zero-size
 // regular file with overlay.whiteout. Only asked in directories whose marks say so.
 bool is_xattr_whiteout(int dirfd, const std::string& name, const struct stat& st);
+
+// Puts a whiteout for NAME under DIRFD, where nothing is now, in STYLE: a 0/0 char device,
+// or the file .wh.NAME where the filesystem refuses devices. The one way layerfs writes one.
+Result<void> write_whiteout(int dirfd, const std::string& name, core::WhiteoutStyle style);
+
+// Marks directory NAME under DIRFD (NAME empty: DIRFD itself) opaque: XATTR_PREFIX
+// ("trusted.overlay." or "user.overlay.") + "opaque" = "y".
+Result<void> write_opaque(int dirfd, const std::string& name, const std::string& xattr_prefix);
 
 }  // namespace layerfs::fs
