@@ -96,8 +96,7 @@ int main(int argc, char** argv) {
     const bool leaves_volatile_mark =
         config.fsync == cli::FsyncMode::unsynced && !options.read_only;
     options.override_stat_xattr = override_xattr_name(config.override_stat);
-    options.override_layers =
-        fs::detect_override_layers(**stack, options.override_stat_xattr, !options.read_only);
+    options.override_layers = fs::detect_override_layers(**stack, options.override_stat_xattr);
     // squash_to_uid/gid win over squash_to_root, as in fuse-overlayfs.
     const std::optional<std::uint32_t> squash_root =
         config.squash_to_root ? std::optional<std::uint32_t>(0) : std::nullopt;
@@ -109,14 +108,16 @@ int main(int argc, char** argv) {
     options.xattrs = config.xattrs;
     options.posix_acl = config.posix_acl;
     fs::Union fs(std::move(*stack), std::move(options));
-    // Left before the first change, so a crash at any point leaves it (the kernel's rule),
-    // but only by a mount that happened: a refused one changes nothing.
-    std::function<Checked<void>()> on_mounted;
-    if (leaves_volatile_mark) {
-        on_mounted = [&fs, &config]() -> Checked<void> {
-            return core::mark_volatile(fs.stack().work_fd(), *config.workdir);
-        };
-    }
+    // The marks go on disk before the first change, so a crash at any point leaves them (the
+    // kernel's rule for the volatile mark), but only by a mount that happened: a refused one
+    // changes nothing.
+    std::function<Checked<void>()> on_mounted = [&fs, &config,
+                                                 leaves_volatile_mark]() -> Checked<void> {
+        if (fs.read_only()) return {};
+        fs::mark_upper_for_overrides(fs.stack(), fs.options().override_stat_xattr);
+        if (!leaves_volatile_mark) return {};
+        return core::mark_volatile(fs.stack().work_fd(), *config.workdir);
+    };
     if (!selinux_enabled()) return fuse_ops::serve(fs, config, on_mounted);
     // The kernel applies the labels where SELinux runs; elsewhere it would refuse them.
     // libfuse splits its list at unescaped commas, which a quoted label may contain.

@@ -129,25 +129,12 @@ std::string format_override_record(const OverrideRecord& record) {
     return text;
 }
 
-std::vector<std::string> detect_override_layers(const core::Stack& stack, const std::string& name,
-                                                bool writable) {
+std::vector<std::string> detect_override_layers(const core::Stack& stack, const std::string& name) {
     std::vector<std::string> names(stack.layers().size());
     for (const core::Layer& layer : stack.layers()) {
         const int root = layer.root_fd();
         if (!name.empty()) {
             names[layer.index()] = name;
-            if (writable && layer.is_upper() && !sys::get_xattr(root, "", name)) {
-                // The root's own owner and mode, so nothing shows differently; the record
-                // marks the layer for whoever stacks it later.
-                if (auto st = sys::stat_fd(root)) {
-                    OverrideRecord own{st->st_uid, st->st_gid, st->st_mode & 07777, 0, false};
-                    if (auto set = sys::set_xattr(root, "", name, format_override_record(own));
-                        !set) {
-                        spdlog::warn("upperdir {}: cannot mark it with {}: {}", layer.path(), name,
-                                     std::strerror(set.error().value));
-                    }
-                }
-            }
             continue;
         }
         for (const char* candidate :
@@ -159,6 +146,21 @@ std::vector<std::string> detect_override_layers(const core::Stack& stack, const 
         }
     }
     return names;
+}
+
+void mark_upper_for_overrides(const core::Stack& stack, const std::string& name) {
+    if (name.empty() || !stack.has_upper()) return;
+    const core::Layer& upper = stack.upper();
+    const int root = upper.root_fd();
+    if (sys::get_xattr(root, "", name)) return;
+    // The root's own owner and mode, so nothing shows differently.
+    auto st = sys::stat_fd(root);
+    if (!st) return;
+    OverrideRecord own{st->st_uid, st->st_gid, st->st_mode & 07777, 0, false};
+    if (auto set = sys::set_xattr(root, "", name, format_override_record(own)); !set) {
+        spdlog::warn("upperdir {}: cannot mark it with {}: {}", upper.path(), name,
+                     std::strerror(set.error().value));
+    }
 }
 
 bool is_override_xattr(const Union& fs, std::string_view name) {

@@ -42,8 +42,14 @@ std::optional<OverrideRecord> parse_override_record(std::string_view text);
 std::string format_override_record(const OverrideRecord& record);
 
 // The xattr each layer keeps records in (index = layer index), empty for a layer without:
-// with xattr_permissions= every layer uses NAME (in a WRITABLE mount the upper's root gets
-// a record if it has none, so the layer says so when it is stacked as a lower later);
+// with xattr_permissions= every layer uses NAME; without it, a layer whose root has a record
+// uses that record's name, as fuse-overlayfs detects it.
+std::vector<std::string> detect_override_layers(const core::Stack& stack, const std::string& name);
+
+// Gives the upper's root a record of its own owner and mode if it has none, so the layer
+// says it keeps records when it is stacked as a lower later. Only once the mount exists:
+// a refused mount changes nothing.
+void mark_upper_for_overrides(const core::Stack& stack, const std::string& name);
 // without it, a layer whose root has a record uses that record's name, as fuse-overlayfs
 // detects it.
 std::vector<std::string> detect_override_layers(const core::Stack& stack, const std::string& name,
