@@ -10,6 +10,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "layerfs/core/node_layer_key.hpp"
 #include "layerfs/sys/unique_fd.hpp"
 
 namespace layerfs::core {
@@ -31,16 +32,8 @@ class DirFdCache {
     static std::size_t capacity_for_fd_limit(std::size_t nofile_limit);
 
   private:
-    struct Key {
-        std::uint64_t serial;
-        std::size_t layer;
-        friend bool operator==(const Key&, const Key&) = default;
-    };
-    struct KeyHash {
-        std::size_t operator()(const Key& key) const {
-            return std::hash<std::uint64_t>()(key.serial * 131 + key.layer);
-        }
-    };
+    using Key = NodeLayerKey;
+    using KeyHash = NodeLayerKeyHash;
     using Lru = std::list<std::pair<Key, SharedFd>>;
 
     const std::size_t capacity_;

@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "layerfs/core/node_layer_key.hpp"
+
 namespace layerfs::core {
 
 // The names of one directory, as sorted 64-bit hashes: 8 bytes a name. A hash collision
@@ -49,16 +51,8 @@ class NameIndexCache {
     std::size_t names() const;
 
   private:
-    struct Key {
-        std::uint64_t serial;
-        std::size_t layer;
-        friend bool operator==(const Key&, const Key&) = default;
-    };
-    struct KeyHash {
-        std::size_t operator()(const Key& key) const {
-            return std::hash<std::uint64_t>()(key.serial * 131 + key.layer);
-        }
-    };
+    using Key = NodeLayerKey;
+    using KeyHash = NodeLayerKeyHash;
     using Lru = std::list<std::pair<Key, SharedDirNames>>;
 
     const std::size_t max_names_;
