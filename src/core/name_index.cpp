@@ -69,6 +69,11 @@ void NameIndexCache::insert(std::uint64_t node_serial, std::size_t layer, Shared
     }
 }
 
+bool NameIndexCache::has(std::uint64_t node_serial, std::size_t layer) const {
+    std::lock_guard lock(mutex_);
+    return index_.contains(Key{node_serial, layer});
+}
+
 std::size_t NameIndexCache::names() const {
     std::lock_guard lock(mutex_);
     return names_;

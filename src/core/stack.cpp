@@ -92,7 +92,8 @@ SharedDirNames Stack::lower_names(const Node& node, std::size_t layer, int dirfd
 
 void Stack::remember_lower_names(const Node& node, std::size_t layer,
                                  const std::vector<sys::DirEntry>& entries) {
-    if (layers_[layer].is_upper()) return;
+    // A lower directory's names never change: every listing after the first has nothing new.
+    if (layers_[layer].is_upper() || lower_names_.has(node.serial(), layer)) return;
     std::vector<std::string> names;
     names.reserve(entries.size());
     for (const sys::DirEntry& entry : entries) names.push_back(entry.name);

@@ -38,7 +38,9 @@ TEST(NameIndexCacheTest, WorthIndexingFromTheSecondLookup) {
     EXPECT_EQ(cache.find(7, 1), nullptr);
     EXPECT_TRUE(cache.worth_indexing(7, 1));
     EXPECT_FALSE(cache.worth_indexing(7, 2)) << "counted per layer";
+    EXPECT_FALSE(cache.has(7, 1));
     cache.insert(7, 1, names_of({"a", "b"}));
+    EXPECT_TRUE(cache.has(7, 1));
     ASSERT_NE(cache.find(7, 1), nullptr);
     EXPECT_TRUE(cache.find(7, 1)->may_contain("a"));
     EXPECT_FALSE(cache.worth_indexing(7, 1));

@@ -47,6 +47,8 @@ class NameIndexCache {
     // Whether the directory has had enough lookups without an index to be worth one.
     bool worth_indexing(std::uint64_t node_serial, std::size_t layer) const;
     void insert(std::uint64_t node_serial, std::size_t layer, SharedDirNames names);
+    // Whether the directory is indexed; neither counts a lookup nor refreshes its place.
+    bool has(std::uint64_t node_serial, std::size_t layer) const;
 
     std::size_t names() const;
 
