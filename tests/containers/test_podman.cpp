@@ -371,6 +371,27 @@ bool is_fuse_mount(const std::string& path) {
     return ::statfs(path.c_str(), &st) == 0 && st.f_type == kFuseSuperMagic;
 }
 
+// The value of NAME= in a mount option list ("" when absent); containers/storage quotes
+// nothing in upperdir= and workdir=.
+std::string option_value(const std::string& options, const std::string& name) {
+    const std::string key = name + "=";
+    std::string::size_type at = options.rfind(',' + key);
+    at = at == std::string::npos ? (options.starts_with(key) ? 0 : at) : at + 1;
+    if (at == std::string::npos) return {};
+    const std::string::size_type start = at + key.size();
+    return options.substr(start, options.find(',', start) - start);
+}
+
+// Runs the recorded call again by hand: layerfs with its arguments, in its directory.
+CommandResult replay(const MountCall& call) {
+    std::vector<std::string> argv = {kLayerfsBinary};
+    argv.insert(argv.end(), call.args.begin(), call.args.end());
+    CommandOptions in_storage_dir;
+    in_storage_dir.cwd = call.cwd;
+    in_storage_dir.timeout_seconds = 60;
+    return run_command(argv, in_storage_dir);
+}
+
 // The exact command line containers/storage gives its mount program for a container's
 // read-write root, recorded by a wrapper during `podman run`, then run again by hand after
 // podman unmounted it: it must mount, show the container's changes and write to the upper
@@ -404,26 +425,18 @@ TEST(Podman, MountProgramCommandLineReplays) {
     const std::string& options = call.args[1];
     const std::string& merged = call.args[2];
     EXPECT_THAT(options, StartsWith("lowerdir=" + stack.graphroot() + "/overlay/l/")) << line;
-    const auto upper_at = options.find(",upperdir=");
-    const auto work_at = options.find(",workdir=");
-    ASSERT_NE(upper_at, std::string::npos) << line;
-    ASSERT_NE(work_at, std::string::npos) << line;
-    const std::string upperdir = options.substr(upper_at + 10, work_at - upper_at - 10);
-    const std::string workdir =
-        options.substr(work_at + 9, options.find(',', work_at + 1) - work_at - 9);
+    const std::string upperdir = option_value(options, "upperdir");
+    const std::string workdir = option_value(options, "workdir");
+    ASSERT_FALSE(upperdir.empty()) << line;
+    ASSERT_FALSE(workdir.empty()) << line;
     EXPECT_FALSE(is_fuse_mount(merged)) << "podman left " << merged << " mounted";
 
     // As containers/storage does before every mount: create the mount point, and clear the
     // kernel's volatile marker (a volatile mount leaves it; the next mount would refuse).
     fs::create_directories(merged);
     fs::remove_all(workdir + "/work/incompat/volatile");
-    std::vector<std::string> argv = {kLayerfsBinary};
-    argv.insert(argv.end(), call.args.begin(), call.args.end());
-    CommandOptions in_storage_dir;
-    in_storage_dir.cwd = call.cwd;
-    in_storage_dir.timeout_seconds = 60;
-    const CommandResult replay = run_command(argv, in_storage_dir);
-    ASSERT_EQ(replay.status, 0) << line << "\n" << replay.output;
+    const CommandResult replayed = replay(call);
+    ASSERT_EQ(replayed.status, 0) << line << "\n" << replayed.output;
     EXPECT_TRUE(is_fuse_mount(merged));
     EXPECT_EQ(read_text(merged + "/ran"), "ran\n");
     EXPECT_TRUE(fs::is_symlink(merged + "/bin/sh"));
@@ -476,23 +489,15 @@ TEST(Podman, VolatileMountProgramCommandLineReplays) {
 
     // --rm removed the container's directories: make them again, empty, as containers/storage
     // had them when it called.
-    const auto upper_at = options.find(",upperdir=");
-    const auto work_at = options.find(",workdir=");
-    ASSERT_NE(upper_at, std::string::npos) << line;
-    ASSERT_NE(work_at, std::string::npos) << line;
-    const std::string upperdir = options.substr(upper_at + 10, work_at - upper_at - 10);
-    const std::string workdir =
-        options.substr(work_at + 9, options.find(',', work_at + 1) - work_at - 9);
+    const std::string upperdir = option_value(options, "upperdir");
+    const std::string workdir = option_value(options, "workdir");
+    ASSERT_FALSE(upperdir.empty()) << line;
+    ASSERT_FALSE(workdir.empty()) << line;
     const std::string& merged = call.args[2];
     for (const auto& dir : {upperdir, workdir, merged}) fs::create_directories(dir);
 
-    std::vector<std::string> argv = {kLayerfsBinary};
-    argv.insert(argv.end(), call.args.begin(), call.args.end());
-    CommandOptions in_storage_dir;
-    in_storage_dir.cwd = call.cwd;
-    in_storage_dir.timeout_seconds = 60;
-    const CommandResult replay = run_command(argv, in_storage_dir);
-    ASSERT_EQ(replay.status, 0) << line << "\n" << replay.output;
+    const CommandResult replayed = replay(call);
+    ASSERT_EQ(replayed.status, 0) << line << "\n" << replayed.output;
     EXPECT_TRUE(is_fuse_mount(merged));
     EXPECT_TRUE(fs::is_symlink(merged + "/bin/sh"));
     write_text(merged + "/scratch", "volatile\n");
