@@ -4,6 +4,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <unordered_set>
 
 #include "layerfs/fs/identity.hpp"
@@ -27,6 +32,17 @@ ino_t entry_ino(Union& fs, const core::Layer& layer, int dirfd, const sys::DirEn
     struct stat st {};
     st.st_ino = entry.ino;
     return shown_ino(fs, layer.index(), dirfd, entry.name, st);
+}
+
+constexpr off_t kDotPosition = 1;
+constexpr off_t kDotDotPosition = 2;
+
+// A name's place in every listing of its directory: 63 bits of its hash, above "." and "..".
+// Offset 0 means the start of a listing and positions must stay positive as off_t.
+off_t name_position(const std::string& name) {
+    const uint64_t hash = XXH3_64bits(name.data(), name.size()) >> 1;
+    const uint64_t room = static_cast<uint64_t>(std::numeric_limits<off_t>::max()) - 1024;
+    return static_cast<off_t>(hash % room) + kDotDotPosition + 1;
 }
 
 }  // namespace
@@ -76,18 +92,42 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
     return merged;
 }
 
-Result<DirSnapshot> open_dir_snapshot(Union& fs, const core::NodePtr& dir) {
+Result<void> take_dir_snapshot(Union& fs, DirSnapshot& snapshot) {
+    const core::NodePtr& dir = snapshot.dir;
     auto listed = list_merged(fs, *dir);
     if (!listed) return listed.error();
-    DirSnapshot snapshot{dir, {}};
-    snapshot.entries.reserve(listed->size() + 2);
-    snapshot.entries.push_back(MergedEntry{".", S_IFDIR, dir->ino()});
+    std::vector<PositionedEntry> entries;
+    entries.reserve(listed->size() + 2);
+    entries.push_back(PositionedEntry{MergedEntry{".", S_IFDIR, dir->ino()}, kDotPosition});
     // readdir(3) skips entries numbered 0, so ".." needs a real number; the root is its own
     // parent.
     const core::NodePtr parent = dir->alias().parent;
-    snapshot.entries.push_back(MergedEntry{"..", S_IFDIR, parent ? parent->ino() : dir->ino()});
-    for (MergedEntry& entry : *listed) snapshot.entries.push_back(std::move(entry));
-    return snapshot;
+    entries.push_back(PositionedEntry{
+        MergedEntry{"..", S_IFDIR, parent ? parent->ino() : dir->ino()}, kDotDotPosition});
+    for (MergedEntry& entry : *listed) {
+        const off_t position = name_position(entry.name);
+        entries.push_back(PositionedEntry{std::move(entry), position});
+    }
+    std::sort(
+        entries.begin() + 2, entries.end(), [](const PositionedEntry& a, const PositionedEntry& b) {
+            return a.position != b.position ? a.position < b.position : a.entry.name < b.entry.name;
+        });
+    // Two names with one hash: the later one takes the next free position.
+    for (std::size_t i = 3; i < entries.size(); ++i) {
+        if (entries[i].position <= entries[i - 1].position) {
+            entries[i].position = entries[i - 1].position + 1;
+        }
+    }
+    snapshot.entries = std::move(entries);
+    snapshot.taken = true;
+    return {};
+}
+
+std::size_t first_entry_after(const DirSnapshot& snapshot, off_t off) {
+    const auto after = std::upper_bound(
+        snapshot.entries.begin(), snapshot.entries.end(), off,
+        [](off_t offset, const PositionedEntry& entry) { return offset < entry.position; });
+    return static_cast<std::size_t>(after - snapshot.entries.begin());
 }
 
 Result<void> fsync_dir(Union& fs, const core::Node& dir, bool data_only) {

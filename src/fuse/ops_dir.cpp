@@ -1,4 +1,4 @@
-// Adapters for directory handles. A handle owns the snapshot listed at opendir.
+// Adapters for directory handles. A handle owns the snapshot its listing reads.
 #include <memory>
 #include <vector>
 
@@ -27,9 +27,18 @@ void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info
     std::vector<char> buf(size);
     size_t used = 0;
     std::vector<fuse_ino_t> counted;
-    for (size_t index = static_cast<size_t>(off); index < snapshot.entries.size(); ++index) {
-        const fs::MergedEntry& entry = snapshot.entries[index];
-        const off_t next = static_cast<off_t>(index + 1);
+    // A listing from the start sees the directory as it is now; one that continues (or
+    // seeks) keeps to the snapshot it began with.
+    if (off == 0 || !snapshot.taken) {
+        if (auto taken = fs::take_dir_snapshot(state.fs, snapshot); !taken) {
+            fuse_reply_err(req, taken.error().value);
+            return;
+        }
+    }
+    for (size_t index = fs::first_entry_after(snapshot, off); index < snapshot.entries.size();
+         ++index) {
+        const fs::MergedEntry& entry = snapshot.entries[index].entry;
+        const off_t next = snapshot.entries[index].position;
         char* at = buf.data() + used;
         const size_t room = size - used;
         size_t needed = 0;
@@ -69,18 +78,20 @@ void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     guarded(req, [&] {
-        auto snapshot = fs::open_dir_snapshot(state_of(req).fs, node_of(req, ino));
-        if (!snapshot) {
-            fuse_reply_err(req, snapshot.error().value);
+        const core::NodePtr dir = node_of(req, ino);
+        if (!dir->is_dir()) {
+            fuse_reply_err(req, ENOTDIR);
             return;
         }
-        auto handle = std::make_unique<fs::DirSnapshot>(std::move(*snapshot));
+        auto handle = std::make_unique<fs::DirSnapshot>(fs::DirSnapshot{dir, {}, false});
         fi->fh = reinterpret_cast<uint64_t>(handle.get());
-        // A read-only union never changes: the kernel may keep what it read of a listing.
-        // With an upper, the kernel's cache filled from listings taken while names change
-        // showed a name twice under concurrent changes (stress test): not yet.
-        fi->cache_readdir = state_of(req).fs.read_only();
-        fi->keep_cache = fi->cache_readdir;
+        // The kernel may keep a listing: it drops it when a change through the mount touches
+        // the directory (its version or mtime moves), and names change only through the
+        // mount. Snapshots are taken when a listing starts (under the kernel's directory
+        // lock, like the version it records) and place names by hash, so a cache filled
+        // from several handles' snapshots neither misses a change nor repeats a name.
+        fi->cache_readdir = 1;
+        fi->keep_cache = 1;
         if (fuse_reply_open(req, fi) == 0) handle.release();
     });
 }

@@ -1,6 +1,7 @@
 // Readdir of a merged directory (DESIGN.md §1): the union of its contributing layers'
 // entries, topmost wins, whiteouts hide, each name once. A handle lists a snapshot taken
-// when the directory was opened, so offsets stay stable while the tree changes.
+// when a listing starts at its beginning; every entry sits at a position fixed by its name,
+// so that listings taken at different times agree on where a name is (see DirSnapshot).
 #pragma once
 
 #include <sys/types.h>
@@ -20,16 +21,29 @@ struct MergedEntry {
     ino_t ino;    // as the mount shows it
 };
 
+struct PositionedEntry {
+    MergedEntry entry;
+    off_t position;  // also the offset a listing continues from after this entry
+};
+
+// The kernel may cache a directory's listing, and fills that cache from the chunks that
+// different handles read, each from its own snapshot. Positions that depend only on the
+// name (a hash; "." and ".." first, as a local filesystem lists them) make chunks of two
+// snapshots join without listing a name twice, as offsets that are indexes would not.
 struct DirSnapshot {
     core::NodePtr dir;
-    // "." and ".." first, as a local filesystem lists them; an entry's offset is its
-    // index + 1.
-    std::vector<MergedEntry> entries;
+    std::vector<PositionedEntry> entries;  // sorted by position, each position once
+    bool taken = false;
 };
 
 Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir);
 
-Result<DirSnapshot> open_dir_snapshot(Union& fs, const core::NodePtr& dir);
+// Lists DIR (again) into SNAPSHOT: at the start of a listing, so a listing read after a
+// change sees that change.
+Result<void> take_dir_snapshot(Union& fs, DirSnapshot& snapshot);
+
+// Index in SNAPSHOT of the first entry a listing continues with after offset OFF.
+std::size_t first_entry_after(const DirSnapshot& snapshot, off_t off);
 
 // fsync of a directory: what reaches the disk is the upper's copy, if any.
 Result<void> fsync_dir(Union& fs, const core::Node& dir, bool data_only);
