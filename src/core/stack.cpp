@@ -57,10 +57,15 @@ Result<Location> Stack::locate(const Node& node) {
         if (!fd) return fd.error();
         return Location{std::move(*fd), std::string()};
     }
-    Alias alias = node.alias();
-    auto parent_fd = dir_fd(*alias.parent, placement.layer);
+    std::optional<Alias> alias = node.known_alias();
+    if (!alias || node.unlinked()) {
+        // Every known name is gone: only an open handle still reaches the object.
+        if (SharedFd open = node.open_fd()) return Location{std::move(open), std::string()};
+        return Errno{ENOENT};
+    }
+    auto parent_fd = dir_fd(*alias->parent, placement.layer);
     if (!parent_fd) return parent_fd.error();
-    return Location{std::move(*parent_fd), std::move(alias.name)};
+    return Location{std::move(*parent_fd), std::move(alias->name)};
 }
 
 Result<struct stat> Stack::stat_node(const Node& node) {

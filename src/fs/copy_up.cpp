@@ -158,7 +158,9 @@ core::RealId real_id(const struct stat& st) {
 Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOptions& options) {
     core::Stack& stack = fs.stack();
     const core::Placement placement = node->placement();
-    const core::Alias alias = node->alias();
+    const std::optional<core::Alias> known = node->known_alias();
+    if (!known || node->unlinked()) return Errno{ENOENT};  // no name to copy it to
+    const core::Alias& alias = *known;
 
     auto src_dir = stack.dir_fd(*alias.parent, placement.layer);
     if (!src_dir) return src_dir.error();
@@ -226,8 +228,9 @@ Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options
     if (node->in_upper()) return {};
     if (!fs.stack().has_upper()) return Errno{EROFS};
     // Ancestors first: the copy's parent must exist in the upper to receive it.
-    const core::NodePtr parent = node->alias().parent;
-    if (parent) {
+    const std::optional<core::Alias> alias = node->known_alias();
+    if (!alias) return Errno{ENOENT};  // its names went: nothing to copy it up to
+    if (const core::NodePtr& parent = alias->parent) {
         if (auto up = copy_up(fs, parent); !up) return up;
     }
     std::lock_guard lock(node->change_mutex());

@@ -50,7 +50,9 @@ Result<void> link_other_names(Union& fs, const core::NodePtr& node, std::size_t 
     if (!names) return names.error();
     auto copy = fs.stack().locate(*node);
     if (!copy) return copy.error();
-    const core::Alias alias = node->alias();
+    const std::optional<core::Alias> known = node->known_alias();
+    if (!known) return {};  // its name went meanwhile: nothing to link the others to
+    const core::Alias& alias = *known;
     HeldLookups held(fs);
     for (const core::LayerPath& path : *names) {
         if (path.empty()) continue;

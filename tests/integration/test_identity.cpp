@@ -177,6 +177,51 @@ TEST_F(Identity, UnlinkedOpenFilesReportNoLinks) {
     EXPECT_STREQ(back, "abc");
 }
 
+// A file open through one name while that name goes: its other links, looked up later,
+// are the same file, never the new object that took the gone name.
+TEST_F(Identity, OtherLinksOfAnOpenFileSurviveTheLossOfItsName) {
+    mount();
+    for (const bool by_rename : {false, true}) {
+        SCOPED_TRACE(by_rename ? "name replaced by rename" : "name unlinked, then made anew");
+        const std::string first = by_rename ? "r1" : "u1";
+        const std::string second = by_rename ? "r2" : "u2";
+        write_file(at(first), "original");
+        ASSERT_EQ(::link(at(first).c_str(), at(second).c_str()), 0) << std::strerror(errno);
+        // The daemon forgets both names, then learns only the first again.
+        ASSERT_NO_FATAL_FAILURE(unmount());
+        ASSERT_NO_FATAL_FAILURE(mount());
+        Fd held(::open(at(first).c_str(), O_RDONLY));
+        ASSERT_TRUE(held);
+        if (by_rename) {
+            write_file(at("replacement"), "NEW CONTENT");
+            ASSERT_EQ(::rename(at("replacement").c_str(), at(first).c_str()), 0);
+        } else {
+            ASSERT_EQ(::unlink(at(first).c_str()), 0);
+            write_file(at(first), "NEW CONTENT");
+        }
+        EXPECT_EQ(read_file(at(second)), "original");
+        Fd appending(::open(at(second).c_str(), O_WRONLY | O_APPEND));
+        ASSERT_TRUE(appending);
+        ASSERT_EQ(::write(appending.get(), "+more", 5), 5);
+        EXPECT_EQ(read_file(at(second)), "original+more");
+        EXPECT_EQ(read_file(at(first)), "NEW CONTENT");
+        // fchmod of the held file sends no handle: it must change that file, not the name.
+        ASSERT_EQ(::fchmod(held.get(), 0600), 0) << std::strerror(errno);
+        struct stat st {};
+        ASSERT_EQ(::lstat(at(first).c_str(), &st), 0);
+        EXPECT_EQ(st.st_mode & 07777, 0644u) << "the new " << first << " changed";
+        ASSERT_EQ(::lstat(at(second).c_str(), &st), 0);
+        EXPECT_EQ(st.st_mode & 07777, 0600u);
+        EXPECT_EQ(st.st_nlink, 1u);
+        held = Fd();
+        appending = Fd();
+        ASSERT_NO_FATAL_FAILURE(unmount());
+        ASSERT_NO_FATAL_FAILURE(mount());
+        EXPECT_EQ(read_file(at(second)), "original+more");
+        EXPECT_EQ(read_file(at(first)), "NEW CONTENT");
+    }
+}
+
 TEST_F(Identity, RenameOfALowerDirectoryOverAWhiteoutAndBack) {
     mount();
     ASSERT_EQ(::rename(at("dir").c_str(), at("other").c_str()), 0) << std::strerror(errno);

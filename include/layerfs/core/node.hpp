@@ -67,7 +67,10 @@ class Node : public std::enable_shared_from_this<Node> {
     std::uint64_t serial() const { return serial_; }
     mode_t type() const { return type_; }  // S_IFMT bits
     bool is_dir() const { return (type_ & S_IFMT) == S_IFDIR; }
-    bool is_root() const { return alias().parent == nullptr; }
+    bool is_root() const {
+        std::lock_guard lock(mutex_);
+        return !aliases_.empty() && aliases_.front().parent == nullptr;
+    }
     // The number shown as st_ino: it stays when the object is copied up.
     ino_t ino() const { return ino_; }
     // True once the object lives in the upper layer (created there or copied up).
@@ -90,9 +93,18 @@ class Node : public std::enable_shared_from_this<Node> {
     }
 
     // The name the node is reached by: the first of its names the kernel knows. A hard-
-    // linked file has several; when they are all gone the last one stays, for the record.
+    // linked file has several. A directory always has one (the root's has no parent); a
+    // file whose known names are all gone has none, even when it still has links whose
+    // names nobody looked up: a stale name would lead to whatever holds it now.
+    std::optional<Alias> known_alias() const {
+        std::lock_guard lock(mutex_);
+        if (aliases_.empty()) return std::nullopt;
+        return aliases_.front();
+    }
+    // For directories (and files known to have a name): the first known name.
     Alias alias() const {
         std::lock_guard lock(mutex_);
+        if (aliases_.empty()) return Alias{};
         return aliases_.front();
     }
     Placement placement() const {
@@ -114,11 +126,13 @@ class Node : public std::enable_shared_from_this<Node> {
         }
         aliases_.push_back(alias);
     }
-    // The name (PARENT, NAME) was removed.
+    // The name (PARENT, NAME) was removed. A directory keeps its last name: it goes only
+    // with the directory, which is then unlinked.
     void remove_alias(const Node* parent, const std::string& name) {
         std::lock_guard lock(mutex_);
         for (auto it = aliases_.begin(); it != aliases_.end(); ++it) {
-            if (it->parent.get() == parent && it->name == name && aliases_.size() > 1) {
+            if (it->parent.get() == parent && it->name == name &&
+                (aliases_.size() > 1 || !is_dir())) {
                 aliases_.erase(it);
                 return;
             }
