@@ -134,12 +134,13 @@ TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
                 run_command({"fusermount3", "-u", "-z", mountpoint}, RunOptions::bounded_by(10s));
             EXPECT_TRUE(detach.succeeded()) << detach.describe();
             // With the connection gone, a writer still waiting gets ECONNABORTED (a request in
-            // flight), ENOTCONN (a new one) or EIO.
+            // flight), ENOTCONN (a new one) or EIO; on a busy machine its open may even come
+            // after the detach and find the empty mountpoint (ENOENT).
             writer_end = wait_writer(writer, 10s);
             ASSERT_TRUE(writer_end.has_value()) << "the writer hung after the daemon was killed";
             if (*writer_end != 0) {
                 EXPECT_TRUE(*writer_end == ENOTCONN || *writer_end == EIO ||
-                            *writer_end == ECONNABORTED)
+                            *writer_end == ECONNABORTED || *writer_end == ENOENT)
                     << "writer " << writer_text(*writer_end);
             }
             // ~Mount reaps the killed daemon; nothing is mounted any more.
