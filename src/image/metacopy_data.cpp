@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "layerfs/fs/whiteout.hpp"
+#include "layerfs/image/path_guard.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
 
@@ -36,6 +38,63 @@ std::string next_path(int dirfd, const std::string& name, const std::string& pat
     return slash == std::string::npos ? *redirect : path.substr(0, slash + 1) + *redirect;
 }
 
+// What one lower layer has at a path, as a lookup through the union sees it.
+struct LayerHit {
+    enum class Kind {
+        nothing,  // no object, and nothing hides the layers below
+        hidden,   // the layer ends the lookup: a whiteout, an opaque directory, a non-directory
+        file,     // a regular file
+    };
+    Kind kind = Kind::nothing;
+    std::string why;     // for hidden
+    sys::UniqueFd file;  // O_PATH, for file
+};
+
+// Walks PARTS from ROOT one component at a time, without following symlinks, reading the
+// layer's whiteouts (every form layerfs reads in a lower) and opaque directories on the way.
+Result<LayerHit> look_up(int root, const std::vector<std::string>& parts) {
+    auto current = sys::reopen(root, O_PATH | O_DIRECTORY);
+    if (!current) return current.error();
+    bool opaque_above = false;
+    bool xattr_whiteouts = fs::read_dir_marks(current->get(), "", false).has_xattr_whiteouts;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        const std::string& name = parts[i];
+        auto st = sys::stat_at(current->get(), name);
+        if (!st) {
+            if (st.error().value != ENOENT) return st.error();
+            // An OCI marker hides the name in the layers below its own.
+            if (auto marker = fs::whiteout_marker_for(name);
+                marker && sys::stat_at(current->get(), *marker)) {
+                return LayerHit{LayerHit::Kind::hidden, "deleted", {}};
+            }
+            if (opaque_above)
+                return LayerHit{LayerHit::Kind::hidden, "under an opaque directory", {}};
+            return LayerHit{};
+        }
+        if (fs::is_whiteout(*st) ||
+            (xattr_whiteouts && fs::is_xattr_whiteout(current->get(), name, *st))) {
+            return LayerHit{LayerHit::Kind::hidden, "deleted", {}};
+        }
+        if (i + 1 == parts.size()) {
+            if (!S_ISREG(st->st_mode))
+                return LayerHit{LayerHit::Kind::hidden, "not a regular file", {}};
+            auto file = sys::open_at(current->get(), name, O_PATH);
+            if (!file) return file.error();
+            return LayerHit{LayerHit::Kind::file, {}, std::move(*file)};
+        }
+        if (!S_ISDIR(st->st_mode)) {
+            return LayerHit{LayerHit::Kind::hidden, "under a non-directory", {}};
+        }
+        const fs::DirMarks marks = fs::read_dir_marks(current->get(), name, true);
+        opaque_above = opaque_above || marks.opaque;
+        xattr_whiteouts = marks.has_xattr_whiteouts;
+        auto next = sys::open_at(current->get(), name, O_PATH | O_DIRECTORY);
+        if (!next) return next.error();
+        current = std::move(next);
+    }
+    return LayerHit{LayerHit::Kind::hidden, "not a regular file", {}};  // the root itself
+}
+
 }  // namespace
 
 Checked<std::optional<DataSource>> find_metacopy_data(int upper_dirfd, const std::string& name,
@@ -51,28 +110,22 @@ Checked<std::optional<DataSource>> find_metacopy_data(int upper_dirfd, const std
     std::string wanted = next_path(upper_dirfd, name, path, *prefix);
     const std::string first_wanted = wanted;
     for (std::size_t i = 0; i < lowers.size(); ++i) {
-        // Beneath the layer root and through no symlink: a redirect is untrusted data too.
-        auto fd = wanted.empty() ? Result<sys::UniqueFd>(Errno{EISDIR})
-                                 : sys::open_beneath(lowers[i].get(), wanted, O_PATH);
-        if (!fd) {
-            if (fd.error().value == ENOENT || fd.error().value == ENOTDIR) continue;
-            return Message{"\"" + path + "\": its data \"" + wanted + "\" in --lower " +
-                           std::to_string(i + 1) + ": " + std::strerror(fd.error().value)};
+        const std::string where =
+            "\"" + path + "\": its data \"" + wanted + "\" in --lower " + std::to_string(i + 1);
+        // A redirect is untrusted data too: it must name a place inside the layer.
+        auto parts = split_entry_path(wanted);
+        if (!parts) {
+            return Message{"\"" + path + "\": its data's path \"" + wanted +
+                           "\": " + parts.error().text};
         }
-        auto st = sys::stat_fd(fd->get());
-        if (!st) {
-            return Message{"\"" + path + "\": its data \"" + wanted + "\" in --lower " +
-                           std::to_string(i + 1) + ": " + std::strerror(st.error().value)};
-        }
-        // The first layer that has the name decides, as a lookup through the union would:
-        // a whiteout or a directory there means the data is gone, not further down.
-        if (!S_ISREG(st->st_mode)) {
-            return Message{"\"" + path + "\": its data \"" + wanted + "\" in --lower " +
-                           std::to_string(i + 1) + " is not a regular file"};
-        }
-        const std::optional<std::string> lower_prefix = metacopy_prefix(fd->get(), "");
-        if (!lower_prefix) return std::optional<DataSource>(DataSource{i, wanted});
-        wanted = next_path(fd->get(), "", wanted, *lower_prefix);
+        auto hit = look_up(lowers[i].get(), *parts);
+        if (!hit) return Message{where + ": " + std::strerror(hit.error().value)};
+        if (hit->kind == LayerHit::Kind::nothing) continue;
+        // The first layer that has the name decides, as a lookup through the union would.
+        if (hit->kind == LayerHit::Kind::hidden) return Message{where + " is " + hit->why};
+        const std::optional<std::string> lower_prefix = metacopy_prefix(hit->file.get(), "");
+        if (!lower_prefix) return std::optional<DataSource>(DataSource{i, join_path(*parts)});
+        wanted = next_path(hit->file.get(), "", wanted, *lower_prefix);
     }
     return Message{"\"" + path + "\": a metacopy file whose data (\"" + first_wanted +
                    "\") is in none of the --lower layers"};

@@ -136,16 +136,35 @@ TEST_F(DiffMetacopy, MissingDataIsAnErrorNamingTheFile) {
                   "layers\n");
     EXPECT_NE(lstat_path(out).error, 0);
 
-    // A whiteout in the top lower deletes the name: the bottom's file is not the data.
-    make_dir(top + "/d");
-    make_fifo(top + "/d/f");
+    // The top lower decides when it has the name, as the union does: the bottom's file is
+    // not the data when the top holds another type there, deletes it, or hides it under an
+    // opaque directory.
     make_dir(bottom + "/d");
     write_file(bottom + "/d/f", "0123456789");
-    RunResult hidden = run_layerfs({"diff", upper, "--lower", top, "--lower", bottom, "-o", out});
-    EXPECT_TRUE(hidden.exited && hidden.exit_status == 1) << hidden.describe();
-    EXPECT_EQ(hidden.err, "layerfs: diff " + upper +
-                              ": \"d/f\": its data \"d/f\" in --lower 1 is not a regular file\n");
-    EXPECT_NE(lstat_path(out).error, 0);
+    make_dir(top + "/d");
+    const auto refused = [&](const std::string& why) {
+        RunResult run = run_layerfs({"diff", upper, "--lower", top, "--lower", bottom, "-o", out});
+        EXPECT_TRUE(run.exited && run.exit_status == 1) << run.describe();
+        EXPECT_EQ(run.err, "layerfs: diff " + upper +
+                               ": \"d/f\": its data \"d/f\" in --lower 1 is " + why + "\n");
+        EXPECT_NE(lstat_path(out).error, 0);
+    };
+    make_fifo(top + "/d/f");
+    refused("not a regular file");
+    ASSERT_EQ(::unlink((top + "/d/f").c_str()), 0);
+    make_whiteout(top + "/d/f");
+    refused("deleted");
+    ASSERT_EQ(::unlink((top + "/d/f").c_str()), 0);
+    write_file(top + "/d/.wh.f", "");  // the OCI form
+    refused("deleted");
+    ASSERT_EQ(::unlink((top + "/d/.wh.f").c_str()), 0);
+    set_xattr(top + "/d", "user.overlay.opaque", "y");
+    refused("under an opaque directory");
+    // Without the top's marks, the bottom has it.
+    RunResult found = run_layerfs({"diff", upper, "--lower", bottom, "-o", out});
+    ASSERT_TRUE(found.succeeded()) << found.describe();
+    EXPECT_EQ(tar_file_data(out, "d/f"), "0123456789");
+    ASSERT_EQ(::unlink(out.c_str()), 0);
 
     // A redirect cannot lead out of the layer.
     set_xattr(upper + "/d/f", "user.overlay.redirect", "../../outside");

@@ -19,9 +19,10 @@ struct DataSource {
 };
 
 // For the regular file NAME under UPPER_DIRFD, at PATH from the upper's root: nothing when
-// it carries no metacopy record; else the first lower (of LOWERS, top first) whose object at
-// the looked-for path is a regular file with data, following metacopy records in lowers too.
-// The message says why there is none (no lowers, data in none of them).
+// it carries no metacopy record; else where its data is, looked up in LOWERS (top first) as
+// the union would: the first layer that has the name decides, and a metacopy file there is
+// followed on down. The message says why there is none (no lowers, a whiteout or opaque
+// directory over it, a redirect leaving the layer, no layer has it).
 Checked<std::optional<DataSource>> find_metacopy_data(int upper_dirfd, const std::string& name,
                                                       const std::string& path,
                                                       const std::vector<sys::UniqueFd>& lowers);
