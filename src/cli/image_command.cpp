@@ -39,8 +39,9 @@ constexpr const char* kDiffHelp =
 Packs an upper directory as an OCI image layer: whiteouts (in every form layerfs
 reads) become .wh.NAME, an opaque directory that some --lower has becomes
 .wh..wh..opq, the union's private xattrs are dropped, hard links stay hard
-links. The output is deterministic: sorted entries, numeric owners, PAX
-format. Prints the diff_id (and, compressed, the blob digest) on stdout, or on
+links, a metacopy file gets its data from the --lower layers (following
+overlay.redirect). The output is deterministic: sorted entries, numeric owners,
+PAX format. Prints the diff_id (and, compressed, the blob digest) on stdout, or on
 stderr when the layer goes to stdout. Refuses an upper a running layerfs has
 mounted, unless --force.
 

@@ -125,6 +125,7 @@ class Extractor {
     core::WhiteoutStyle whiteouts_;
     std::string xattr_prefix_;
     std::map<std::string, Metadata> dirs_;  // by path; the last entry for a path wins
+    std::map<std::string, struct timespec> marker_mtimes_;  // opaque dirs' markers, by dir path
     bool wrote_records_ = false;
 };
 
@@ -175,10 +176,14 @@ Checked<void> Extractor::extract(TarReader& reader, archive_entry* entry) {
     if (!parent) return fail(parent.error().text);
 
     if (!options_.keep_oci_whiteouts && fs::is_marker_name(name)) {
+        const Metadata meta = metadata_of(entry);
         if (name == fs::kOpaqueMarker) {
             if (auto marked = fs::write_opaque(parent->get(), "", xattr_prefix_); !marked) {
                 return fail("cannot mark the directory opaque: " + errno_text(marked.error()));
             }
+            // A directory the tar gives no entry of was made for the marker: the marker's
+            // time is the only one the layer has for it.
+            if (meta.mtime) marker_mtimes_.emplace(join_path(*path), *meta.mtime);
             return {};
         }
         auto target = fs::whiteout_target(name);
@@ -187,6 +192,16 @@ Checked<void> Extractor::extract(TarReader& reader, archive_entry* entry) {
         if (sys::stat_at(parent->get(), *target)) return {};
         if (auto made = fs::write_whiteout(parent->get(), *target, whiteouts_); !made) {
             return fail("cannot make the whiteout: " + errno_text(made.error()));
+        }
+        // The whiteout stands for the tar's entry: a diff of this layer, or a tool comparing
+        // it with one containers/storage unpacked, sees the same time.
+        if (meta.mtime) {
+            const std::string made_name =
+                whiteouts_ == core::WhiteoutStyle::device ? *target : std::string(name);
+            const struct timespec times[2] = {meta.atime.value_or(*meta.mtime), *meta.mtime};
+            if (::utimensat(parent->get(), made_name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+                warn(shown, "mtime not kept: " + errno_text(last_errno()));
+            }
         }
         return {};
     }
@@ -356,6 +371,21 @@ Checked<void> Extractor::finish_dirs() {
         // A later entry may have replaced the directory by another object.
         if (!st || !S_ISDIR(st->st_mode)) continue;
         apply_metadata(parent->get(), name, it->second, false, path + "/");
+    }
+    for (const auto& [path, mtime] : marker_mtimes_) {
+        // Its own entry said its time (the root always has one by now).
+        if (dirs_.contains(path)) continue;
+        auto parts = split_entry_path(path);
+        const std::string name = parts->back();
+        parts->pop_back();
+        auto parent = open_parent(*parts, false);
+        if (!parent) return Message{"entry \"" + path + "\": " + parent.error().text};
+        auto st = sys::stat_at(parent->get(), name);
+        if (!st || !S_ISDIR(st->st_mode)) continue;  // replaced by a later entry
+        const struct timespec times[2] = {mtime, mtime};
+        if (::utimensat(parent->get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+            warn(path + "/", "mtime not kept: " + errno_text(last_errno()));
+        }
     }
     // A mount finds out that a layer keeps its owners in records by looking at the layer's
     // root (fs/override_stat), as fuse-overlayfs does: mark the root when anything has one.

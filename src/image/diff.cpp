@@ -14,13 +14,12 @@
 #include "layerfs/core/upper_setup.hpp"
 #include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/whiteout.hpp"
+#include "layerfs/image/metacopy_data.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::image {
 namespace {
-
-constexpr const char* kMetacopyXattrs[] = {"trusted.overlay.metacopy", "user.overlay.metacopy"};
 
 std::string errno_text(Errno error) {
     return std::strerror(error.value);
@@ -38,6 +37,7 @@ struct Item {
     std::string dir;    // the upper directory it was found in, relative to the root
     std::string name;   // its name there (for an opaque marker: the opaque directory's "")
     struct stat st {};  // the object's, the whiteout's, or the opaque directory's
+    std::optional<DataSource> data;  // a metacopy file's: where in the lowers its data is
 };
 
 std::vector<std::pair<std::string, std::string>> kept_xattrs(int dirfd, const std::string& name) {
@@ -95,6 +95,7 @@ Checked<void> Packer::walk(const std::string& dir) {
                     child_path(dir, std::string(fs::kOpaqueMarker)),
                     dir,
                     "",
+                    {},
                     {}};
         if (auto st = sys::stat_fd(fd->get()); st) marker.st = *st;
         items_.push_back(std::move(marker));
@@ -118,7 +119,7 @@ Checked<void> Packer::walk(const std::string& dir) {
                                "\": name too long for an OCI whiteout"};
             }
             items_.push_back(
-                {Item::Kind::whiteout, child_path(dir, *marker), dir, entry.name, *st});
+                {Item::Kind::whiteout, child_path(dir, *marker), dir, entry.name, *st, {}});
             continue;
         }
         if (fs::is_marker_name(entry.name)) {
@@ -126,10 +127,17 @@ Checked<void> Packer::walk(const std::string& dir) {
             // refuses such names for anything else.
             if (!fs::whiteout_target(entry.name)) continue;
             items_.push_back(
-                {Item::Kind::whiteout, child_path(dir, entry.name), dir, entry.name, *st});
+                {Item::Kind::whiteout, child_path(dir, entry.name), dir, entry.name, *st, {}});
             continue;
         }
-        items_.push_back({Item::Kind::object, child_path(dir, entry.name), dir, entry.name, *st});
+        Item item{Item::Kind::object, child_path(dir, entry.name), dir, entry.name, *st, {}};
+        if (S_ISREG(st->st_mode)) {
+            // Found now, not while writing: a missing lower fails before any output.
+            auto data = find_metacopy_data(fd->get(), entry.name, item.path, lowers_);
+            if (!data) return data.error();
+            item.data = std::move(*data);
+        }
+        items_.push_back(std::move(item));
         if (S_ISDIR(st->st_mode)) {
             if (auto below = walk(child_path(dir, entry.name)); !below) return below;
         }
@@ -192,13 +200,6 @@ Checked<void> Packer::write_item(TarWriter& writer, const Item& item) {
         archive_entry_set_symlink(entry.get(), target->c_str());
     }
     const bool regular = item.kind == Item::Kind::object && S_ISREG(item.st.st_mode);
-    if (regular) {
-        for (const char* xattr : kMetacopyXattrs) {
-            if (sys::get_xattr(dirfd->get(), item.name, xattr)) {
-                return fail("a metacopy file (its data is in a lower layer): not supported yet");
-            }
-        }
-    }
     if (regular && item.st.st_nlink > 1) {
         const auto key = std::make_pair(item.st.st_dev, item.st.st_ino);
         if (auto first = links_.find(key); first != links_.end()) {
@@ -211,7 +212,11 @@ Checked<void> Packer::write_item(TarWriter& writer, const Item& item) {
     if (auto written = writer.write_header(entry.get()); !written)
         return fail(written.error().text);
     if (!regular || item.st.st_size == 0) return {};
-    auto file = sys::open_at(dirfd->get(), item.name, O_RDONLY);
+    // The size is the upper's (the kernel sizes a metacopy file as its data), the bytes
+    // the lower's.
+    auto file = item.data
+                    ? sys::open_beneath(lowers_[item.data->layer].get(), item.data->path, O_RDONLY)
+                    : sys::open_at(dirfd->get(), item.name, O_RDONLY);
     if (!file) return fail("cannot open: " + errno_text(file.error()));
     std::vector<char> buffer(256 * 1024);
     off_t left = item.st.st_size;

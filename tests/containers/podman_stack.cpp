@@ -259,26 +259,6 @@ namespace {
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
-// The "Layers" list of a docker-archive manifest.json: [{"Config":...,"Layers":["x.tar",...]}].
-// Layer names are hex digests with a suffix, so no JSON escapes need decoding.
-std::vector<std::string> manifest_layers(const std::string& manifest) {
-    // A scan, not std::regex: g++ 12 warns inside <regex> under -fsanitize (ASan build).
-    const std::size_t key = manifest.find("\"Layers\"");
-    const std::size_t open = key == std::string::npos ? key : manifest.find('[', key);
-    const std::size_t close = open == std::string::npos ? open : manifest.find(']', open);
-    if (close == std::string::npos) {
-        throw std::runtime_error("no Layers in manifest.json: " + manifest);
-    }
-    std::vector<std::string> layers;
-    for (std::size_t at = manifest.find('"', open); at < close;) {
-        const std::size_t end = manifest.find('"', at + 1);
-        if (end == std::string::npos || end > close) break;
-        layers.push_back(manifest.substr(at + 1, end - at - 1));
-        at = manifest.find('"', end + 1);
-    }
-    return layers;
-}
-
 void copy_owner_and_mode(const fs::path& from, const fs::path& to) {
     struct stat st {};
     if (::lstat(from.c_str(), &st) != 0) throw_errno("lstat " + from.string());
@@ -326,23 +306,57 @@ void apply_layer_dir(const fs::path& layer, const fs::path& tree) {
 
 }  // namespace
 
+std::vector<std::string> json_string_array(const std::string& json, const std::string& key) {
+    // A scan, not std::regex: g++ 12 warns inside <regex> under -fsanitize (ASan build).
+    const std::size_t at_key = json.find("\"" + key + "\"");
+    const std::size_t open = at_key == std::string::npos ? at_key : json.find('[', at_key);
+    const std::size_t close = open == std::string::npos ? open : json.find(']', open);
+    if (close == std::string::npos) throw std::runtime_error("no " + key + " in " + json);
+    std::vector<std::string> values;
+    for (std::size_t at = json.find('"', open); at < close;) {
+        const std::size_t end = json.find('"', at + 1);
+        if (end == std::string::npos || end > close) break;
+        values.push_back(json.substr(at + 1, end - at - 1));
+        at = json.find('"', end + 1);
+    }
+    return values;
+}
+
+SavedImage extract_saved_image(const std::string& archive, const std::string& work) {
+    fs::create_directories(work);
+    run_ok({"tar", "-x", "-f", archive, "-C", work});
+    // manifest.json: [{"Config":"x.json","RepoTags":[...],"Layers":["y.tar",...]}]; the names
+    // are hex digests with a suffix.
+    const std::string manifest = read_text(work + "/manifest.json");
+    SavedImage image;
+    for (const std::string& layer : json_string_array(manifest, "Layers")) {
+        image.layers.push_back(work + "/" + layer);
+    }
+    const std::size_t key = manifest.find("\"Config\"");
+    const std::size_t open = key == std::string::npos ? key : manifest.find('"', key + 8);
+    const std::size_t close = open == std::string::npos ? open : manifest.find('"', open + 1);
+    if (close == std::string::npos) throw std::runtime_error("no Config in " + manifest);
+    image.config = work + "/" + manifest.substr(open + 1, close - open - 1);
+    return image;
+}
+
 std::vector<std::string> flatten_saved_image(const std::string& archive, const std::string& work,
                                              const std::string& root) {
-    fs::create_directories(work);
     fs::create_directories(root);
-    run_ok({"tar", "-x", "-f", archive, "-C", work});
-    const std::vector<std::string> layers = manifest_layers(read_text(work + "/manifest.json"));
-    for (std::size_t i = 0; i < layers.size(); ++i) {
+    const SavedImage image = extract_saved_image(archive, work);
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < image.layers.size(); ++i) {
         const std::string layer_dir = work + "/layer" + std::to_string(i);
         fs::create_directories(layer_dir);
         // As root, tar restores owners and modes (-p, --same-owner); --numeric-owner keeps the
         // host's user names out of it. Whiteouts arrive as the plain `.wh.` files they are in
         // the archive.
-        run_ok({"tar", "-x", "-p", "--same-owner", "--numeric-owner", "-f", work + "/" + layers[i],
-                "-C", layer_dir});
+        run_ok({"tar", "-x", "-p", "--same-owner", "--numeric-owner", "-f", image.layers[i], "-C",
+                layer_dir});
         apply_layer_dir(layer_dir, root);
+        names.push_back(fs::path(image.layers[i]).lexically_relative(work).string());
     }
-    return layers;
+    return names;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,6 +423,26 @@ std::map<std::string, std::string> describe_tree(const std::string& root) {
         tree[it->path().lexically_relative(root).string()] = describe_entry(it->path());
     }
     return tree;
+}
+
+std::vector<std::vector<std::string>> hard_link_groups(const std::string& root) {
+    std::map<std::pair<dev_t, ino_t>, std::vector<std::string>> by_inode;
+    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+         ++it) {
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) != 0) throw_errno("lstat " + it->path().string());
+        if (S_ISDIR(st.st_mode) || st.st_nlink < 2) continue;
+        by_inode[{st.st_dev, st.st_ino}].push_back(it->path().lexically_relative(root).string());
+    }
+    std::vector<std::vector<std::string>> groups;
+    for (auto& [inode, names] : by_inode) {
+        // One name left of a group means its other names are outside `root`.
+        if (names.size() < 2) continue;
+        std::sort(names.begin(), names.end());
+        groups.push_back(std::move(names));
+    }
+    std::sort(groups.begin(), groups.end());
+    return groups;
 }
 
 std::string diff_trees(const std::map<std::string, std::string>& expected,

@@ -94,6 +94,19 @@ class PodmanStack {
 // exceed the hard limit here, and the tests need no network.
 std::vector<std::string> container_flags();
 
+// A `podman save --format docker-archive` archive, extracted.
+struct SavedImage {
+    std::vector<std::string> layers;  // the layer tarballs' paths, bottom first
+    std::string config;               // the image config's (JSON) path
+};
+
+// Extracts the docker-archive at `archive` into `work` and reads its manifest.json.
+SavedImage extract_saved_image(const std::string& archive, const std::string& work);
+
+// The value of the first `"key": [...]` string array in `json`, e.g. "diff_ids" of an
+// image config. Values holding no JSON escapes only: digests, file names.
+std::vector<std::string> json_string_array(const std::string& json, const std::string& key);
+
 // Extracts the docker-archive at `archive` into `work`, then applies its layers in manifest
 // order to `root` (created empty): each layer's `.wh..wh..opq` empties the directory below,
 // `.wh.NAME` removes NAME, every other entry replaces what was there. Returns the layer file
@@ -106,6 +119,10 @@ std::vector<std::string> flatten_saved_image(const std::string& archive, const s
 // (symlinks) or the device number (devices). Times, inode numbers and link counts are left
 // out: two builds never share them.
 std::map<std::string, std::string> describe_tree(const std::string& root);
+
+// The hard-link groups below `root`: for every inode of a non-directory with more than one
+// name there, its names (relative, sorted); the groups sorted too.
+std::vector<std::vector<std::string>> hard_link_groups(const std::string& root);
 
 // The differences between two describe_tree results, one line each, at most `limit` lines
 // and a count of the rest. Empty when equal.

@@ -6,22 +6,20 @@
 // a static busybox (busybox-static: the image's whole rootfs) and /dev/fuse; without them
 // the tests skip, unless LAYERFS_REQUIRE_FUSE=1 asks for a failure instead. No registry is
 // used: the base image is imported from a tarball of busybox.
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "podman_setup.hpp"
 #include "podman_stack.hpp"
 
 #ifndef LAYERFS_BINARY
@@ -36,53 +34,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr const char* kLayerfsBinary = LAYERFS_BINARY;
-constexpr const char* kBusybox = "/bin/busybox";
 constexpr long kFuseSuperMagic = 0x65735546;
-
-bool required() {
-    const char* value = std::getenv("LAYERFS_REQUIRE_FUSE");
-    return value != nullptr && std::string_view(value) == "1";
-}
-
-// Why these tests cannot run here, or empty.
-std::string missing_prerequisite() {
-    if (::geteuid() != 0) return "podman tests run as root only";
-    const int fuse = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
-    if (fuse < 0) return "/dev/fuse is not usable";
-    ::close(fuse);
-    for (const char* tool : {"podman", "runc", "conmon", "tar", "fusermount3"}) {
-        if (!find_in_path(tool)) return std::string(tool) + " is not installed";
-    }
-    if (!is_static_executable(kBusybox)) {
-        return std::string(kBusybox) + " is missing or not static (install busybox-static)";
-    }
-    return {};
-}
-
-#define REQUIRE_PODMAN_OR_SKIP()                                                    \
-    do {                                                                            \
-        if (const std::string missing = missing_prerequisite(); !missing.empty()) { \
-            if (required()) FAIL() << missing << " (LAYERFS_REQUIRE_FUSE=1)";       \
-            GTEST_SKIP() << missing;                                                \
-        }                                                                           \
-    } while (false)
-
-// A rootfs of one static busybox with a symlink per applet, as a tarball for `podman import`.
-std::string make_base_tarball(const std::string& dir) {
-    const std::string rootfs = dir + "/rootfs";
-    fs::create_directories(rootfs + "/bin");
-    fs::copy_file(kBusybox, rootfs + "/bin/busybox");
-    std::istringstream applets(run_ok({kBusybox, "--list"}));
-    std::string applet;
-    while (std::getline(applets, applet)) {
-        // The list names busybox itself: a link there would replace the binary.
-        if (applet.empty() || applet == "busybox") continue;
-        fs::create_symlink("busybox", rootfs + "/bin/" + applet);
-    }
-    const std::string tarball = dir + "/rootfs.tar";
-    run_ok({"tar", "--numeric-owner", "-C", rootfs, "-cf", tarball, "."});
-    return tarball;
-}
 
 // Every change a layer can make to what lower layers hold, spread over RUN steps so each one
 // acts on files that now live in read-only lower layers: files and directories created,

@@ -91,6 +91,27 @@ TEST_F(Apply, OciWhiteoutsBecomeTheKernelsForm) {
     EXPECT_EQ(list_names(out), (std::vector<std::string>{"d", "gone"}));
 }
 
+// A whiteout and a directory made only for its opaque marker carry the time of their tar
+// entries (the builder writes 1700000000), not the time of the apply.
+TEST_F(Apply, WhiteoutsAndMarkedDirectoriesTakeTheEntrysMtime) {
+    {
+        TarBuilder b(tar);
+        b.dir("d/").file("d/.wh.old", "").file("implied/.wh..wh..opq", "").file("implied/f", "f");
+    }
+    auto applied = apply_layer(tar, out, ApplyOptions{});
+    ASSERT_TRUE(applied) << applied.error().text;
+    // The whiteout is the 0/0 device, or the .wh. file where devices are refused.
+    const std::string whiteout =
+        lstat_path(out + "/d/old").error == 0 ? out + "/d/old" : out + "/d/.wh.old";
+    const struct stat st = lstat_path(whiteout).st;
+    EXPECT_EQ(st.st_mtime, 1700000000) << whiteout;
+    EXPECT_EQ(lstat_path(out + "/d").st.st_mtime, 1700000000);
+    const std::string prefix = ::geteuid() == 0 ? "trusted." : "user.";
+    EXPECT_EQ(get_xattr(out + "/implied", prefix + "overlay.opaque").value, "y");
+    EXPECT_EQ(lstat_path(out + "/implied").st.st_mtime, 1700000000);
+    EXPECT_EQ(lstat_path(out + "/implied/f").st.st_mtime, 1700000000);
+}
+
 TEST_F(Apply, KeepsOciWhiteoutsAsFilesWhenAsked) {
     {
         TarBuilder b(tar);
