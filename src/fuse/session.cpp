@@ -4,11 +4,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "layerfs/fuse/ops.hpp"
+#include "layerfs/fuse/request_loop.hpp"
 #include "layerfs/log/log.hpp"
 #include "layerfs/sys/xattr.hpp"
 
@@ -99,9 +102,8 @@ struct ArgsReleaser {
     fuse_args* args;
     ~ArgsReleaser() { fuse_opt_free_args(args); }
 };
-struct LoopConfigDeleter {
-    void operator()(fuse_loop_config* config) const { fuse_loop_cfg_destroy(config); }
-};
+// Threads that may work on requests at once (libfuse's loop defaults to 10).
+constexpr unsigned kMaxThreads = 16;
 
 }  // namespace
 
@@ -144,7 +146,12 @@ int serve(fs::Union& fs, const cli::MountConfig& config,
         fprintf(stderr, "layerfs: cannot start a FUSE session with -o %s\n", options.c_str());
         return 1;
     }
-    if (fuse_session_mount(session.get(), config.mountpoint.c_str()) != 0) {
+    // libfuse changes to / before serving (fuse_daemonize, even in the foreground) and
+    // unmounts by this path after a signal: a relative one would miss.
+    std::error_code no_cwd;
+    const std::string mountpoint = std::filesystem::absolute(config.mountpoint, no_cwd);
+    if (fuse_session_mount(session.get(),
+                           no_cwd ? config.mountpoint.c_str() : mountpoint.c_str()) != 0) {
         fprintf(stderr, "layerfs: mountpoint %s: cannot mount\n", config.mountpoint.c_str());
         return 1;
     }
@@ -165,15 +172,13 @@ int serve(fs::Union& fs, const cli::MountConfig& config,
         fuse_session_unmount(session.get());
         return 1;
     }
-    std::unique_ptr<fuse_loop_config, LoopConfigDeleter> loop(fuse_loop_cfg_create());
-    fuse_loop_cfg_set_clone_fd(loop.get(), 0);
     spdlog::info("mounted on {}", config.mountpoint);
     if (!sys::trusted_xattrs_visible()) {
         spdlog::info(
             "no CAP_SYS_ADMIN in the initial user namespace: trusted.overlay.* marks in the "
             "layers cannot be read; user.overlay.* and the OCI marker files still work");
     }
-    const int result = fuse_session_loop_mt(session.get(), loop.get());
+    const int result = serve_requests(session.get(), kMaxThreads);
     fuse_remove_signal_handlers(session.get());
     fuse_session_unmount(session.get());
     spdlog::info("unmounted {}", config.mountpoint);
