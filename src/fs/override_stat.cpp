@@ -93,6 +93,18 @@ std::optional<OverrideRecord> read_record(int dirfd, const std::string& name,
     return record;
 }
 
+// REAL_MODE is the object's own: user.* records cannot live on symlinks and special files,
+// which then keep their own owner and mode.
+Result<void> write_record(int dirfd, const std::string& name, const std::string& xattr,
+                          const OverrideRecord& record, mode_t real_mode) {
+    auto set = sys::set_xattr(dirfd, name, xattr, format_override_record(record));
+    if (!set && (set.error().value == EPERM || set.error().value == ENOTSUP) &&
+        !S_ISREG(real_mode) && !S_ISDIR(real_mode)) {
+        return {};
+    }
+    return set;
+}
+
 }  // namespace
 
 std::optional<OverrideRecord> parse_override_record(std::string_view text) {
@@ -210,13 +222,7 @@ Result<void> record_new_object(const Union& fs, int dirfd, const std::string& na
                                gid_t gid, mode_t mode) {
     const std::string& xattr = fs.options().override_stat_xattr;
     if (xattr.empty()) return {};
-    const OverrideRecord record{uid, gid, mode & 07777, 0, false};
-    auto set = sys::set_xattr(dirfd, name, xattr, format_override_record(record));
-    if (!set && (set.error().value == EPERM || set.error().value == ENOTSUP) && !S_ISREG(mode) &&
-        !S_ISDIR(mode)) {
-        return {};
-    }
-    return set;
+    return write_record(dirfd, name, xattr, OverrideRecord{uid, gid, mode & 07777, 0, false}, mode);
 }
 
 Result<void> carry_override_record(const Union& fs, std::size_t src_layer, int src_dir,
@@ -232,7 +238,15 @@ Result<void> carry_override_record(const Union& fs, std::size_t src_layer, int s
         shown.st_mode == copy->st_mode) {
         return {};
     }
-    return record_new_object(fs, work_fd, temp, shown.st_uid, shown.st_gid, shown.st_mode);
+    if ((shown.st_mode & S_IFMT) == (copy->st_mode & S_IFMT)) {
+        return record_new_object(fs, work_fd, temp, shown.st_uid, shown.st_gid, shown.st_mode);
+    }
+    // The lower's record gave the object another type (a device kept as a plain file):
+    // the copy's record must say it too.
+    return write_record(
+        work_fd, temp, xattr,
+        OverrideRecord{shown.st_uid, shown.st_gid, shown.st_mode, shown.st_rdev, true},
+        copy->st_mode);
 }
 
 }  // namespace layerfs::fs

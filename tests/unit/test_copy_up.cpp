@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -147,6 +148,28 @@ TEST_F(CopyUpTest, LeftoversInWorkAreRemovedAtTheNextMount) {
     std::ofstream(root_ / "work/work/#dead.2") << "partial";
     auto fs = mount();
     EXPECT_TRUE(work_is_empty());
+}
+
+// A lower record that makes a plain file show as a device (a rootless layer's device),
+// read under another record name than the mount writes: the copy's record keeps the type.
+TEST_F(CopyUpTest, OverrideRecordKeepsTheTypeAcrossRecordNames) {
+    const char* lower_record = "trusted.layerfs-test.override_stat";
+    const char* mount_record = "user.containers.override_stat";
+    const stdfs::path device = root_ / "lower/dir/sub/device";
+    std::ofstream(device) << "";
+    const std::string value = "7:8:0600:char-1-3";
+    ASSERT_EQ(::setxattr(device.c_str(), lower_record, value.data(), value.size(), 0), 0);
+    fs::UnionOptions options;
+    options.override_stat_xattr = mount_record;
+    options.override_layers = {mount_record, lower_record};  // the upper is layer 0
+    auto fs = mount(std::move(options));
+    const core::NodePtr node = walk(*fs, "dir/sub/device");
+    ASSERT_TRUE(fs::copy_up(*fs, node));
+    char got[64] = {};
+    const ssize_t size =
+        ::getxattr((root_ / "upper/dir/sub/device").c_str(), mount_record, got, sizeof(got) - 1);
+    ASSERT_GT(size, 0) << std::strerror(errno);
+    EXPECT_STREQ(got, "7:8:600:char-1-3");
 }
 
 }  // namespace
