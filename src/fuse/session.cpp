@@ -178,7 +178,9 @@ int serve(fs::Union& fs, const cli::MountConfig& config,
             "no CAP_SYS_ADMIN in the initial user namespace: trusted.overlay.* marks in the "
             "layers cannot be read; user.overlay.* and the OCI marker files still work");
     }
-    const int result = serve_requests(session.get(), kMaxThreads);
+    const int result = serve_requests(session.get(), kMaxThreads, [&fs](std::uint64_t nodeid) {
+        return fs.nodes().get(nodeid)->in_upper();
+    });
     fuse_remove_signal_handlers(session.get());
     fuse_session_unmount(session.get());
     spdlog::info("unmounted {}", config.mountpoint);
