@@ -33,7 +33,7 @@ class HeldLookups {
 Result<core::NodePtr> resolve(Union& fs, const core::LayerPath& path, HeldLookups& held) {
     core::NodePtr node = fs.nodes().root();
     for (const std::string& name : path) {
-        auto entry = lookup(fs, node, name);
+        auto entry = lookup_unserialised(fs, node, name);
         if (!entry) return entry.error();
         node = entry->node;
         held.add(std::move(entry->node));

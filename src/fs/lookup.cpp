@@ -149,4 +149,16 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     return Entry{node, present_attr(fs, *node, hit->st, (*dir)->get(), name)};
 }
 
+Result<Entry> lookup_unserialised(Union& fs, const core::NodePtr& parent, const std::string& name) {
+    auto entry = lookup(fs, parent, name);
+    if (!entry) return entry;
+    const core::NodePtr& node = entry->node;
+    auto again = find_in_layers(fs, *parent, name);
+    const bool still_there =
+        again && fs.nodes().find(core::RealId{again->st.st_dev, again->st.st_ino},
+                                 again->st.st_mode) == node;
+    if (!still_there) node->remove_alias(parent.get(), name);
+    return entry;
+}
+
 }  // namespace layerfs::fs

@@ -35,10 +35,11 @@ class HeldEntry {
     Entry entry_;
 };
 
-// Null when the name does not exist.
+// Null when the name does not exist. UNSERIALISED: a walk of the daemon's own, which the
+// kernel's locks do not order with changes of the name (see lookup_unserialised).
 Result<std::unique_ptr<HeldEntry>> find_held(Union& fs, const core::NodePtr& parent,
-                                             const std::string& name) {
-    auto entry = lookup(fs, parent, name);
+                                             const std::string& name, bool unserialised = false) {
+    auto entry = unserialised ? lookup_unserialised(fs, parent, name) : lookup(fs, parent, name);
     if (!entry) {
         if (entry.error().value == ENOENT) return std::unique_ptr<HeldEntry>();
         return entry.error();
@@ -59,7 +60,7 @@ Result<void> copy_up_tree(Union& fs, const core::NodePtr& node) {
     auto listed = list_merged(fs, *node);
     if (!listed) return listed.error();
     for (const MergedEntry& entry : *listed) {
-        auto child = find_held(fs, node, entry.name);
+        auto child = find_held(fs, node, entry.name, true);
         if (!child) return child.error();
         if (!*child) continue;  // gone meanwhile
         if (auto up = copy_up_tree(fs, (*child)->node()); !up) return up;
@@ -88,7 +89,7 @@ Result<void> seal_tree(Union& fs, const core::NodePtr& node, bool top) {
     sealed.xattr_whiteout_layers.clear();
     node->set_placement(sealed, true);
     for (const MergedEntry& entry : *listed) {
-        auto child = find_held(fs, node, entry.name);
+        auto child = find_held(fs, node, entry.name, true);
         if (!child) return child.error();
         if (*child) {
             if (auto done = seal_tree(fs, (*child)->node(), false); !done) return done;

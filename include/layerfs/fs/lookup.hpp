@@ -35,4 +35,11 @@ struct Entry {
 // the count with forget().
 Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& name);
 
+// lookup() for the daemon's own walks (the tree a directory rename copies up, the names of
+// a hard-link group), which the kernel does not serialise with changes of the names they
+// meet, as it does its own lookups. A name removed between the walk and the node taking it
+// as an alias would leave the node a stale name, leading later to whatever holds it then:
+// the name is checked again after, and dropped from the node when it went.
+Result<Entry> lookup_unserialised(Union& fs, const core::NodePtr& parent, const std::string& name);
+
 }  // namespace layerfs::fs
