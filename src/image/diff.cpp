@@ -107,7 +107,8 @@ Checked<void> Packer::walk(const std::string& dir) {
         if (entry.name == fs::kOpaqueMarker) continue;
         auto st = sys::stat_at(fd->get(), entry.name);
         if (!st) {
-            return Message{"\"" + child_path(dir, entry.name) + "\": " + errno_text(st.error())};
+            const std::string path = child_path(dir, entry.name);
+            return Message{"\"" + path + "\": " + errno_text(st.error())};
         }
         const bool whiteout =
             fs::is_whiteout(*st) ||
@@ -115,8 +116,9 @@ Checked<void> Packer::walk(const std::string& dir) {
         if (whiteout) {
             auto marker = fs::whiteout_marker_for(entry.name);
             if (!marker) {
-                return Message{"\"" + child_path(dir, entry.name) +
-                               "\": name too long for an OCI whiteout"};
+                // Not "\"" + child_path(...): g++ 12 -O3 warns (-Wrestrict) on that form.
+                const std::string path = child_path(dir, entry.name);
+                return Message{"\"" + path + "\": name too long for an OCI whiteout"};
             }
             items_.push_back(
                 {Item::Kind::whiteout, child_path(dir, *marker), dir, entry.name, *st, {}});
