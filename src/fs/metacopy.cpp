@@ -226,7 +226,7 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
     if (auto moved = temp.move_into_place(where->dir->get(), where->name, RENAME_EXCHANGE);
         !moved) {
         fs.nodes().rekey(*node, before);
-        return moved.error().value == ENOENT ? Errno{ENOENT} : moved.error();
+        return moved.error();
     }
     auto swapped = sys::stat_at(temp.work_fd(), temp.name());
     if (!swapped || swapped->st_dev != before.dev || swapped->st_ino != before.ino) {
