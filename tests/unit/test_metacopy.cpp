@@ -309,5 +309,29 @@ TEST_F(MetacopyTest, MissingDataFailsReadsOnly) {
     EXPECT_EQ(file.error().value, EIO);
 }
 
+// xattr_permissions=: the owner goes to the record on the metadata-only copy, and the
+// record travels to the completed file.
+TEST_F(MetacopyTest, OverrideRecordsSurviveCompletion) {
+    constexpr const char* kRecord = "user.containers.override_stat";
+    fs::UnionOptions options;
+    options.override_stat_xattr = kRecord;
+    options.override_layers = {kRecord, kRecord};
+    auto fs = mount(true, options);
+    core::NodePtr node = walk(*fs, "dir/file");
+    auto changed = fs::setattr(*fs, node, fs::AttrChange{.uid = 4242, .gid = 4343}, nullptr);
+    ASSERT_TRUE(changed);
+    EXPECT_EQ(changed->st_uid, 4242u);
+    EXPECT_TRUE(has_xattr(root_ / "upper/dir/file", kMetacopy));
+    EXPECT_TRUE(has_xattr(root_ / "upper/dir/file", kRecord));
+    ASSERT_TRUE(fs::open_file(*fs, node, O_WRONLY));
+    EXPECT_FALSE(has_xattr(root_ / "upper/dir/file", kMetacopy));
+    auto st = fs::getattr(*fs, *node);
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->st_uid, 4242u);
+    EXPECT_EQ(st->st_gid, 4343u);
+    EXPECT_EQ(st->st_mode & 07777, 0640u);
+    EXPECT_EQ(read_through(*fs, node), kData);
+}
+
 }  // namespace
 }  // namespace layerfs
