@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
     options.gids =
         core::IdMap(config.gid_ranges, config.squash_to_gid ? config.squash_to_gid : squash_root);
     options.static_nlink = config.static_nlink;
+    options.metacopy = config.metacopy;
     options.xattrs = config.xattrs;
     options.posix_acl = config.posix_acl;
     fs::Union fs(std::move(*stack), std::move(options));

@@ -1,5 +1,5 @@
 """The systems under test and their mounts: the kernel's overlayfs (also metacopy=on),
-fuse-overlayfs, layerfs, and the merged tree as a plain directory (no mount); finding the
+fuse-overlayfs, layerfs (also metacopy=on), and the merged tree as a plain directory (no mount); finding the
 FUSE daemon of a mount and reading its memory; unmounting, by force when it must."""
 
 import os
@@ -11,7 +11,9 @@ import time
 
 from common import Failed, run
 
-TARGET_KEYS = ["kernel", "kernel-metacopy", "fuse-overlayfs", "layerfs", "plain"]
+TARGET_KEYS = ["kernel", "kernel-metacopy", "fuse-overlayfs", "layerfs", "layerfs-metacopy", "plain"]
+# Targets that differ from another only by metacopy=on: they run chown -R and chmod -R only.
+METACOPY_KEYS = ["kernel-metacopy", "layerfs-metacopy"]
 
 
 def mountinfo():
@@ -102,7 +104,7 @@ class Target:
         else:
             lowers = ":".join(reversed(layers))
         opts = f"lowerdir={lowers}" + (f",upperdir={upper},workdir={work}" if upper else "")
-        if self.key == "kernel-metacopy":
+        if self.key in METACOPY_KEYS:
             opts += ",metacopy=on"
         if self.is_kernel:
             return ["mount", "-t", "overlay", "overlay", "-o", opts, self.mnt], cwd
@@ -225,6 +227,7 @@ def make_targets(ctx, layerfs, wanted, root):
         ("kernel-metacopy", "kernel overlayfs metacopy=on", None, []),
         ("fuse-overlayfs", "fuse-overlayfs", fo, ["fuse-overlayfs"]),
         ("layerfs", "layerfs", layerfs, ["layerfs"]),
+        ("layerfs-metacopy", "layerfs metacopy=on", layerfs, ["layerfs"]),
         ("plain", "plain directory", None, []),
     ]
     targets = []
@@ -232,7 +235,7 @@ def make_targets(ctx, layerfs, wanted, root):
         t = Target(key, title, binary, names, ctx)
         if key.startswith("kernel") and not root:
             t.unavailable = "skipped: the kernel's overlayfs needs root"
-        elif key in ("fuse-overlayfs", "layerfs") and not binary:
+        elif key in ("fuse-overlayfs", "layerfs", "layerfs-metacopy") and not binary:
             t.unavailable = f"skipped: {key} is not installed"
         if key in wanted:
             targets.append(t)

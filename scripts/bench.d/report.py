@@ -12,8 +12,9 @@ from common import MIB
 from mounts import TARGET_KEYS
 from workloads import SESSIONS, runs_on, session_of
 
-# Ratio columns: layerfs against these.
-RATIO_AGAINST = ["kernel", "kernel-metacopy", "fuse-overlayfs"]
+# Ratio columns: (target, against); layerfs metacopy=on only against its kernel peer.
+RATIO_PAIRS = [("layerfs", "kernel"), ("layerfs", "kernel-metacopy"), ("layerfs", "fuse-overlayfs"),
+               ("layerfs-metacopy", "kernel-metacopy")]
 
 # The rows of the table: key, label, unit kind. Kinds: "time" (seconds, lower is better),
 # "rate:UNIT" (per second, higher is better), "mem" (bytes, lower
@@ -149,8 +150,8 @@ def table(b):
     by_key = {t.key: t for t in b.targets}
     cols = [k for k in TARGET_KEYS if k in by_key]
     head = ["benchmark"] + [by_key[k].title for k in cols]
-    against = [k for k in RATIO_AGAINST if k in by_key] if "layerfs" in by_key else []
-    head += [f"layerfs / {by_key[k].title}" for k in against]
+    pairs = [(a, k) for a, k in RATIO_PAIRS if a in by_key and k in by_key]
+    head += [f"{by_key[a].title} / {by_key[k].title}" for a, k in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     spread_head = ["benchmark: min – max"] + [by_key[k].title for k in cols]
     spread = ["| " + " | ".join(spread_head) + " |", "|" + "---|" * len(spread_head)]
@@ -181,8 +182,8 @@ def table(b):
                 "max": max(vals) if vals else None, "n": len(vals), "values": vals,
                 "status": "ok" if v is not None else why,
             })
-        for k in against:
-            cells.append(ratio(kind, medians.get("layerfs"), medians.get(k)))
+        for a, k in pairs:
+            cells.append(ratio(kind, medians.get(a), medians.get(k)))
         lines.append("| " + " | ".join(cells) + " |")
         spread.append("| " + " | ".join(spread_cells) + " |")
     return "\n".join(lines), "\n".join(spread), records

@@ -66,8 +66,8 @@ def method(bench, args):
             continue
         cmd, _ = t.mount_cmd("U", "W")
         cmd[cmd.index("-o") + 1] = ("lowerdir=...,upperdir=U,workdir=W"
-                                    + (",metacopy=on" if t.key == "kernel-metacopy" else ""))
-        only = " (chown -R and chmod -R only)" if t.key == "kernel-metacopy" else ""
+                                    + (",metacopy=on" if t.key.endswith("-metacopy") else ""))
+        only = " (chown -R and chmod -R only)" if t.key.endswith("-metacopy") else ""
         lines.append(f"  {t.title}{only}: {t.unavailable or ' '.join(cmd)}")
     lines += [
         f"repetitions: {args.reps} of each workload, targets interleaved (A B C A B C ...); the table "

@@ -8,7 +8,7 @@ import os
 import shutil
 
 from common import MIB, Failed, run
-from mounts import TARGET_KEYS, Mount, proc_status
+from mounts import METACOPY_KEYS, TARGET_KEYS, Mount, proc_status
 
 
 def s_walk(b, t):
@@ -204,7 +204,7 @@ def s_depth(b, t):
     return out
 
 
-# name, function, rows, also pinned, targets (None: all but kernel-metacopy)
+# name, function, rows, also pinned, targets (None: all but the metacopy ones)
 SESSIONS = [
     ("walk", s_walk, ["walk_cold", "walk_warm", "rss_hwm", "rss_node", "walk_fresh", "mount"], True, None),
     ("pwalk", s_pwalk, ["walk_p1", "walk_p2"], False, None),
@@ -229,5 +229,5 @@ def session_of(key):
 
 def runs_on(session, t):
     """Whether the session runs on the target t."""
-    allowed = session[4] or [k for k in TARGET_KEYS if k != "kernel-metacopy"]
+    allowed = session[4] or [k for k in TARGET_KEYS if k not in METACOPY_KEYS]
     return t.key in allowed

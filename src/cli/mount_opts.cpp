@@ -50,10 +50,10 @@ constexpr std::array<std::string_view, 4> kSelinuxWords = {"context", "fscontext
 
 // layerfs's own words that take a value (besides the layer paths), fuse-overlayfs's among
 // them: containers/storage passes those.
-constexpr std::array<std::string_view, 15> kOwnValueWords = {
-    "timeout",    "log_level",     "xattr_namespace",   "fsync",        "uidmapping",
-    "gidmapping", "squash_to_uid", "squash_to_gid",     "noxattrs",     "threaded",
-    "writeback",  "fast_ino",      "xattr_permissions", "redirect_dir", "plugins",
+constexpr std::array<std::string_view, 16> kOwnValueWords = {
+    "timeout",           "log_level",     "xattr_namespace", "fsync",    "uidmapping", "gidmapping",
+    "squash_to_uid",     "squash_to_gid", "noxattrs",        "threaded", "writeback",  "fast_ino",
+    "xattr_permissions", "redirect_dir",  "plugins",         "metacopy",
 };
 
 template <std::size_t N>
@@ -228,6 +228,12 @@ Checked<void> apply_value_word(MountConfig& config, std::string_view option, std
         // does anyway.
         if (value != "off" && value != "nofollow")
             return error(name, "only off is supported", value);
+        return {};
+    }
+    if (name == "metacopy") {
+        // The kernel's words only: its on/off, no fuse-overlayfs 0/1 exists.
+        if (value != "on" && value != "off") return error(name, "not on or off", value);
+        config.metacopy = value == "on";
         return {};
     }
     if (name == "xattr_permissions") {

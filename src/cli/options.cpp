@@ -175,6 +175,10 @@ Mount options:
                        volatile (also 0): never sync, fsync does nothing, and
                        WORKDIR/work/incompat/volatile is left: later mounts of
                        that upper refuse until it is removed
+  metacopy=on|off      on: chown, chmod, touch and xattr changes of a lower file
+                       copy its metadata only; the data is copied when the file
+                       is opened for writing, truncated, renamed or linked
+                       (default off, as the kernel's overlayfs)
   debug                same as -d
   ro                   mount read-only (always so without upperdir=)
   rw                   mount read-write (the default with upperdir=)

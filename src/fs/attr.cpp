@@ -16,6 +16,11 @@ struct stat present_attr(const Union& fs, const core::Node& node, const struct s
     // The record holds stored ids: the id map applies to them as to a real owner.
     apply_override_record(fs, node.placement().layer, dirfd, name, st);
     st.st_ino = node.ino();
+    // A metadata-only copy shows the blocks of its data, as the kernel's overlayfs does.
+    if (node.metacopy()) {
+        const core::Placement placement = node.placement();
+        if (placement.data) st.st_blocks = placement.data->blocks;
+    }
     st.st_uid = fs.options().uids.shown(st.st_uid);
     st.st_gid = fs.options().gids.shown(st.st_gid);
     if (node.is_dir() && (fs.options().static_nlink || node.placement().dir_layers.size() > 1)) {
@@ -49,7 +54,7 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
 Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
     const core::Node& node = *file.node();
     if (!node.unlinked()) return getattr(fs, node);
-    auto fd = file.fd(fs);
+    auto fd = file.metadata_fd(fs);
     if (!fd) return fd.error();
     auto st = sys::stat_fd((*fd)->get());
     if (!st) return st.error();
@@ -134,7 +139,8 @@ Result<struct stat> setattr(Union& fs, const core::NodePtr& node, const AttrChan
                             OpenFile* file) {
     if (fs.read_only()) return Errno{EROFS};
     const bool emptied = change.size && *change.size == 0 && (node->type() & S_IFMT) == S_IFREG;
-    if (auto up = copy_up(fs, node, CopyUpOptions{.skip_data = emptied}); !up) {
+    const CopyUpOptions how{.skip_data = emptied, .metadata_only = !change.size};
+    if (auto up = copy_up(fs, node, how); !up) {
         return up.error();
     }
     auto where = fs.stack().locate(*node);

@@ -12,6 +12,7 @@
 #include "layerfs/fs/copy_data.hpp"
 #include "layerfs/fs/hard_links.hpp"
 #include "layerfs/fs/identity.hpp"
+#include "layerfs/fs/metacopy.hpp"
 #include "layerfs/fs/override_stat.hpp"
 #include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/syscalls.hpp"
@@ -25,46 +26,75 @@ struct Source {
     core::SharedFd dir;
     std::string name;
     struct stat st;
+    // Set when the lower object is itself a metadata-only copy: its data is there.
+    std::optional<core::DataSource> data;
 };
+
+// What build_object made of a regular file.
+enum class Built { whole, metadata_only };
+
+Result<sys::UniqueFd> open_source_data(Union& fs, const Source& src) {
+    if (src.data) return open_data(fs, *src.data, O_RDONLY);
+    return sys::open_at(src.dir->get(), src.name, O_RDONLY);
+}
 
 Result<void> step_done(Union& fs, CopyUpStep step) {
     if (fs.options().copy_up_fault) return fs.options().copy_up_fault(step);
     return {};
 }
 
-// The object itself, empty: a file gets its data, the others are complete.
-Result<void> build_object(Union& fs, const Source& src, const WorkTemp& temp,
-                          const CopyUpOptions& options) {
+// A lower regular file that metacopy=on copies without its data. More names would each
+// need the data (hard links are linked to the copy), so only a single one qualifies.
+bool wants_metadata_only(const Union& fs, const Source& src, const CopyUpOptions& options) {
+    return fs.options().metacopy && options.metadata_only && !options.skip_data &&
+           S_ISREG(src.st.st_mode) && src.st.st_nlink == 1;
+}
+
+// The object itself, empty: a file gets its data (or, metadata only, its size and mark),
+// the others are complete.
+Result<Built> build_object(Union& fs, const Source& src, const WorkTemp& temp,
+                           const CopyUpOptions& options) {
     const int work = temp.work_fd();
     const char* name = temp.name().c_str();
     switch (src.st.st_mode & S_IFMT) {
         case S_IFREG: {
             auto out = sys::open_at(work, temp.name(), O_CREAT | O_EXCL | O_WRONLY, 0600);
             if (!out) return out.error();
+            if (wants_metadata_only(fs, src, options)) {
+                // No fsync: there is no data, and the journal orders the size and the
+                // mark before the rename that shows them, as for the kernel's metacopy.
+                auto marked = mark_metacopy(fs, out->get(), src.st.st_size);
+                if (marked) return Built::metadata_only;
+                const int error = marked.error().value;
+                if (error != ENOTSUP && error != EPERM) return marked.error();
+                spdlog::debug("copy-up of {}: cannot mark a metacopy ({}): copying the data",
+                              src.name, std::strerror(error));
+                if (::ftruncate(out->get(), 0) != 0) return last_errno();
+            }
             if (!options.skip_data && src.st.st_size > 0) {
-                auto in = sys::open_at(src.dir->get(), src.name, O_RDONLY);
+                auto in = open_source_data(fs, src);
                 if (!in) return in.error();
                 auto copied = copy_file_data(in->get(), out->get(), src.st.st_size);
                 if (!copied) return copied.error();
             }
             if (fs.options().sync_copy_up && ::fsync(out->get()) != 0) return last_errno();
-            return {};
+            return Built::whole;
         }
         case S_IFDIR:
             if (::mkdirat(work, name, 0700) != 0) return last_errno();
-            return {};
+            return Built::whole;
         case S_IFLNK: {
             auto target = sys::read_link_at(src.dir->get(), src.name);
             if (!target) return target.error();
             if (::symlinkat(target->c_str(), work, name) != 0) return last_errno();
-            return {};
+            return Built::whole;
         }
         default:
             // Fifos, sockets and devices are made anew, never opened.
             if (::mknodat(work, name, (src.st.st_mode & S_IFMT) | 0600, src.st.st_rdev) != 0) {
                 return last_errno();
             }
-            return {};
+            return Built::whole;
     }
 }
 
@@ -140,11 +170,14 @@ Result<void> sync_copied_up(int upper_dir, const std::string& name) {
     return {};
 }
 
-// NODE now lives in the upper (its table key is the copy's already).
-void place_in_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement) {
+// NODE now lives in the upper (its table key is the copy's already); DATA is set when the
+// copy holds metadata only.
+void place_in_upper(Union& fs, const core::NodePtr& node, const core::Placement& placement,
+                    std::optional<core::DataSource> data) {
     const std::size_t upper = fs.stack().upper().index();
     core::Placement upper_placement = placement;
     upper_placement.layer = upper;
+    upper_placement.data = std::move(data);
     if (node->is_dir()) {
         upper_placement.dir_layers.insert(upper_placement.dir_layers.begin(), upper);
     }
@@ -153,6 +186,14 @@ void place_in_upper(Union& fs, const core::NodePtr& node, const core::Placement&
 
 core::RealId real_id(const struct stat& st) {
     return core::RealId{st.st_dev, st.st_ino};
+}
+
+// Where a metadata-only copy of SRC finds its data: where SRC's own data is.
+core::DataSource data_of(const Source& src, const core::Placement& lower,
+                         const core::Alias& alias) {
+    if (src.data) return *src.data;
+    return core::DataSource{lower.layer, layer_path(*alias.parent, alias.name), src.st.st_blocks,
+                            false};
 }
 
 Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOptions& options) {
@@ -168,7 +209,7 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     if (!src_st) return src_st.error();
     // The name was removed meanwhile (by a request on another node of the same name).
     if ((src_st->st_mode & S_IFMT) != (node->type() & S_IFMT)) return Errno{ENOENT};
-    const Source src{std::move(*src_dir), alias.name, *src_st};
+    const Source src{std::move(*src_dir), alias.name, *src_st, placement.data};
     auto upper_dir = stack.dir_fd(*alias.parent, stack.upper().index());
     if (!upper_dir) return upper_dir.error();
 
@@ -177,13 +218,19 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     if (auto present = sys::stat_at((*upper_dir)->get(), alias.name);
         present && (present->st_mode & S_IFMT) == (src_st->st_mode & S_IFMT)) {
         fs.nodes().rekey(*node, real_id(*present));
-        place_in_upper(fs, node, placement);
+        std::optional<core::DataSource> data;
+        if (S_ISREG(present->st_mode) &&
+            read_metacopy_marks((*upper_dir)->get(), alias.name).metacopy) {
+            data = data_of(src, placement, alias);
+        }
+        place_in_upper(fs, node, placement, std::move(data));
         return {};
     }
 
     WorkTemp temp(stack);
     using Step = Result<void> (*)(const Source&, const WorkTemp&);
-    if (auto built = build_object(fs, src, temp, options); !built) return built;
+    auto built_as = build_object(fs, src, temp, options);
+    if (!built_as) return built_as.error();
     if (auto fault = step_done(fs, CopyUpStep::data); !fault) return fault;
     const std::pair<Step, CopyUpStep> steps[] = {{copy_owner, CopyUpStep::owner},
                                                  {copy_xattrs, CopyUpStep::xattrs},
@@ -216,7 +263,9 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
     ::utimensat(AT_FDCWD, sys::proc_fd_path((*upper_dir)->get()).c_str(), parent_times, 0);
-    place_in_upper(fs, node, placement);
+    std::optional<core::DataSource> data;
+    if (*built_as == Built::metadata_only) data = data_of(src, placement, alias);
+    place_in_upper(fs, node, placement, std::move(data));
     // After placing: a failed sync reports an error but must not leave the node behind.
     if (fs.options().sync_copy_up_dirs) return sync_copied_up((*upper_dir)->get(), alias.name);
     return {};
@@ -225,7 +274,8 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
 }  // namespace
 
 Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options) {
-    if (node->in_upper()) return {};
+    const auto done = [&] { return options.metadata_only || !node->metacopy(); };
+    if (node->in_upper() && done()) return {};
     if (!fs.stack().has_upper()) return Errno{EROFS};
     // Ancestors first: the copy's parent must exist in the upper to receive it.
     const std::optional<core::Alias> alias = node->known_alias();
@@ -234,7 +284,10 @@ Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options
         if (auto up = copy_up(fs, parent); !up) return up;
     }
     std::lock_guard lock(node->change_mutex());
-    if (node->in_upper()) return {};  // another request did it while we waited
+    if (node->in_upper()) {
+        if (done()) return {};  // another request did it while we waited
+        return complete_metacopy(fs, node, options.skip_data);
+    }
     const core::Placement lower = node->placement();
     auto lower_st = fs.stack().stat_node(*node);
     if (!lower_st) return lower_st.error();

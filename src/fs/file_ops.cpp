@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "layerfs/fs/copy_up.hpp"
+#include "layerfs/fs/metacopy.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::fs {
@@ -29,15 +30,34 @@ OpenFile::OpenFile(core::NodePtr node, sys::UniqueFd fd, bool in_upper, int flag
     node_->remember_open_fd(fd_);
 }
 
+OpenFile::OpenFile(core::NodePtr node, sys::UniqueFd fd, sys::UniqueFd metadata, int flags)
+    : node_(std::move(node)),
+      mutex_(std::make_unique<std::mutex>()),
+      fd_(std::make_shared<const sys::UniqueFd>(std::move(fd))),
+      metadata_(std::make_shared<const sys::UniqueFd>(std::move(metadata))),
+      in_upper_(false),
+      flags_(flags) {
+    node_->remember_open_fd(metadata_);
+}
+
 Result<core::SharedFd> OpenFile::fd(Union& fs) {
     std::lock_guard lock(*mutex_);
-    if (in_upper_ || !node_->in_upper()) return fd_;
+    // The lower data is the file's data until a metadata-only copy is completed.
+    if (in_upper_ || !node_->in_upper() || node_->metacopy()) return fd_;
     auto reopened = fs.stack().open_node(*node_, flags_ & kPassedFlags & ~O_ACCMODE);
     if (!reopened) return reopened.error();
     fd_ = std::make_shared<const sys::UniqueFd>(std::move(*reopened));
+    metadata_.reset();
     in_upper_ = true;
     node_->remember_open_fd(fd_);
     return fd_;
+}
+
+Result<core::SharedFd> OpenFile::metadata_fd(Union& fs) {
+    auto data = fd(fs);
+    std::lock_guard lock(*mutex_);
+    if (metadata_) return metadata_;
+    return data;
 }
 
 Result<OpenFile> open_file(Union& fs, const core::NodePtr& node, int flags) {
@@ -57,6 +77,20 @@ Result<OpenFile> open_file(Union& fs, const core::NodePtr& node, int flags) {
     if ((present->st_mode & S_IFMT) != (node->type() & S_IFMT)) return Errno{ENOENT};
     auto fd = fs.stack().open_node(*node, layer_flags);
     if (!fd) return fd.error();
+    if (node->metacopy()) {
+        // Read-only (a change completed the copy above). The mark on the file decides, not
+        // the node's memory of it: another node of the same file may have completed it.
+        if (!read_metacopy_marks(fd->get(), "").metacopy) {
+            if (auto done = copy_up(fs, node); !done) return done.error();
+            return OpenFile(node, std::move(*fd), true, flags);
+        }
+        const core::Placement placement = node->placement();
+        if (placement.data) {
+            auto data = open_data(fs, *placement.data, layer_flags);
+            if (!data) return data.error();
+            return OpenFile(node, std::move(*data), std::move(*fd), flags);
+        }
+    }
     return OpenFile(node, std::move(*fd), node->in_upper(), flags);
 }
 

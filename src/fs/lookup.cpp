@@ -1,10 +1,13 @@
 #include "layerfs/fs/lookup.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <climits>
 #include <optional>
 
 #include "layerfs/fs/attr.hpp"
 #include "layerfs/fs/identity.hpp"
+#include "layerfs/fs/metacopy.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
@@ -17,14 +20,25 @@ struct LayerAnswer {
     bool whiteout = false;          // the name is deleted for this layer and below
     bool hides_below = false;       // an OCI .wh.NAME beside an object: it hides only below
     DirMarks marks;                 // for a directory
+    MetacopyMarks metacopy;         // for a regular file above the bottom layer
 };
 
 // The state of one walk down the layers.
 struct Walk {
     std::optional<LookupHit> hit;
     bool stop = false;
+    // The hit is a metadata-only file: the walk goes on for the layer holding its data, or
+    // for the redirect that names where the data is.
+    bool seeking_data = false;
+    std::optional<std::size_t> data_layer;
+    blkcnt_t data_blocks = 0;
+    std::optional<std::pair<std::size_t, std::string>> redirect;  // (layer it is on, value)
 
     void see(std::size_t layer, const LayerAnswer& answer) {
+        if (seeking_data) {
+            see_data(layer, answer);
+            return;
+        }
         if (answer.whiteout) {
             stop = true;
             return;
@@ -33,9 +47,10 @@ struct Walk {
         const struct stat& st = *answer.st;
         const bool is_dir = S_ISDIR(st.st_mode);
         if (!hit) {
-            hit = LookupHit{st, core::Placement{layer, {}, {}}};
+            hit = LookupHit{st, core::Placement{layer, {}, {}, {}}};
             if (!is_dir) {
                 stop = true;
+                if (S_ISREG(st.st_mode) && answer.metacopy.metacopy) follow_metacopy(layer, answer);
                 return;
             }
         } else if (!is_dir) {
@@ -47,6 +62,33 @@ struct Walk {
             hit->placement.xattr_whiteout_layers.push_back(layer);
         }
         if (answer.marks.opaque || answer.hides_below) stop = true;
+    }
+
+    void follow_metacopy(std::size_t layer, const LayerAnswer& answer) {
+        if (answer.metacopy.redirect) {
+            redirect.emplace(layer, *answer.metacopy.redirect);
+            return;
+        }
+        seeking_data = true;
+        stop = answer.hides_below;  // an OCI marker beside it hides the data too
+    }
+
+    // Below a metadata-only file: the first regular file with data is its data; a metadata-
+    // only one continues the walk; anything else means the data is not there.
+    void see_data(std::size_t layer, const LayerAnswer& answer) {
+        if (answer.whiteout) {
+            stop = true;
+            return;
+        }
+        if (!answer.st) return;
+        stop = true;
+        if (!S_ISREG(answer.st->st_mode)) return;
+        if (!answer.metacopy.metacopy) {
+            data_layer = layer;
+            data_blocks = answer.st->st_blocks;
+            return;
+        }
+        follow_metacopy(layer, answer);
     }
 };
 
@@ -90,6 +132,12 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         }
     }
     if (!st) return answer;
+    // A metadata-only file takes its data from a layer below (by the same name, or where a
+    // redirect points, maybe outside the parent's layers): a file in the bottom layer cannot
+    // be one. One listxattr, asked of regular files only.
+    if (S_ISREG(st->st_mode) && layer + 1 < fs.stack().layers().size()) {
+        answer.metacopy = read_metacopy_marks(dirfd, name);
+    }
     if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
         answer.marks = read_dir_marks(dirfd, name, true);
     } else if (S_ISDIR(st->st_mode)) {
@@ -119,6 +167,19 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
         walk.see(layers[i], *answer);
     }
     if (!walk.hit) return Errno{ENOENT};
+    if (walk.data_layer) {
+        walk.hit->placement.data =
+            core::DataSource{*walk.data_layer, layer_path(parent, name), walk.data_blocks, false};
+    } else if (walk.redirect) {
+        auto data =
+            find_redirected_data(fs, parent, name, walk.redirect->first, walk.redirect->second);
+        if (!data) return data.error();
+        walk.hit->placement.data = std::move(*data);
+    } else if (walk.seeking_data) {
+        spdlog::warn("{}: metacopy file without data below it", name);
+        walk.hit->placement.data =
+            core::DataSource{walk.hit->placement.layer, layer_path(parent, name), 0, true};
+    }
     return std::move(*walk.hit);
 }
 

@@ -77,7 +77,7 @@ Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& 
     const std::string stored = escape_xattr_name(name);
     // fuse-overlayfs's records; an override record changes only through chown and chmod.
     if (!shown_xattr_name(stored) || is_override_xattr(fs, name)) return Errno{EPERM};
-    if (auto up = copy_up(fs, node); !up) return up;
+    if (auto up = copy_up(fs, node, {.metadata_only = true}); !up) return up;
     auto where = fs.stack().locate(*node);
     if (!where) return where.error();
     return sys::set_xattr(where->dir->get(), where->name, stored, value, flags);
@@ -91,7 +91,7 @@ Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::strin
     if (!shown_xattr_name(stored) || is_override_xattr(fs, name)) return Errno{ENODATA};
     // Removing what the object does not have changes nothing and copies nothing up.
     if (auto present = get_xattr(fs, *node, name); !present) return present.error();
-    if (auto up = copy_up(fs, node); !up) return up;
+    if (auto up = copy_up(fs, node, {.metadata_only = true}); !up) return up;
     auto where = fs.stack().locate(*node);
     if (!where) return where.error();
     return sys::remove_xattr(where->dir->get(), where->name, stored);

@@ -75,6 +75,33 @@ Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name) 
     }
 }
 
+std::vector<std::string> present_xattrs(int dirfd, const std::string& name,
+                                        const std::vector<std::string_view>& candidates) {
+    std::vector<std::string> present;
+    char small[4096];
+    ssize_t got = list_raw(dirfd, name, small, sizeof(small));
+    std::string large;
+    if (got < 0 && errno == ERANGE) {
+        auto all = list_xattr(dirfd, name);
+        if (!all) return present;
+        for (const std::string& xattr : *all) large += xattr + '\0';
+        got = static_cast<ssize_t>(large.size());
+    }
+    if (got <= 0) return present;
+    const std::string_view names(large.empty() ? small : large.data(), static_cast<size_t>(got));
+    size_t pos = 0;
+    while (pos < names.size()) {
+        size_t end = names.find('\0', pos);
+        if (end == std::string_view::npos) end = names.size();
+        const std::string_view xattr = names.substr(pos, end - pos);
+        for (std::string_view wanted : candidates) {
+            if (xattr == wanted) present.emplace_back(xattr);
+        }
+        pos = end + 1;
+    }
+    return present;
+}
+
 Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xattr,
                        const std::string& value, int flags) {
     const std::string path = xattr_path(dirfd, name);

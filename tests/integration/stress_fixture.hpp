@@ -65,6 +65,7 @@ struct StressLayers {
     std::string upper = temp / "upper";
     std::string work = temp / "work";
     std::string mountpoint = temp / "mnt";
+    std::string extra_options;  // appended to the -o list, e.g. ",metacopy=on"
 
     StressLayers() {
         for (const std::string* dir : {&bottom, &top, &upper, &work, &mountpoint}) make_dir(*dir);
@@ -72,7 +73,8 @@ struct StressLayers {
 
     std::vector<std::string> foreground_args() const {
         return {"-f", "-o",
-                "lowerdir=" + top + ":" + bottom + ",upperdir=" + upper + ",workdir=" + work,
+                "lowerdir=" + top + ":" + bottom + ",upperdir=" + upper + ",workdir=" + work +
+                    extra_options,
                 mountpoint};
     }
     std::string in_mount(const std::string& relative) const { return mountpoint + "/" + relative; }

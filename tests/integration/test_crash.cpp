@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,19 +97,22 @@ class Crash : public ::testing::Test {
         write_file(lower + "/big", pattern, 0644);
     }
 
+    void kill_rounds(bool metacopy, int rounds);
+
     TempDir temp;
     const std::string lower = temp / "lower";
     const std::string mountpoint = temp / "mnt";
     std::string pattern;  // the lower file's content, made once FUSE is known to be there
 };
 
-TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
+// Rounds of: mount, (with metacopy, chmod: a metadata-only copy), start the writer, kill.
+void Crash::kill_rounds(bool metacopy, int rounds) {
     std::mt19937 delays(kDelaySeed);
     int rounds_with_copy = 0;
     int rounds_without_copy = 0;
     std::ostringstream summary;
 
-    for (int round = 0; round < kRounds; ++round) {
+    for (int round = 0; round < rounds; ++round) {
         const int delay_ms = static_cast<int>(delays() % (kMaxKillDelayMs + 1));
         SCOPED_TRACE("round " + std::to_string(round + 1) + ", kill after " +
                      std::to_string(delay_ms) + " ms");
@@ -116,13 +120,18 @@ TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
         const std::string work = temp / ("work" + std::to_string(round));
         make_dir(upper);
         make_dir(work);
-        const std::string options = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work;
+        const std::string options = "lowerdir=" + lower + ",upperdir=" + upper +
+                                    ",workdir=" + work + (metacopy ? ",metacopy=on" : "");
 
         std::optional<int> writer_end;
         {
             Mount daemon(mountpoint, {"-f", "-o", options, mountpoint},
                          MountOptions::in_foreground());
             ASSERT_TRUE(daemon.mounted()) << daemon.describe();
+            // The writer's open then completes a metadata-only copy instead of copying up.
+            if (metacopy) {
+                ASSERT_EQ(::chmod((mountpoint + "/big").c_str(), 0640), 0);
+            }
             const pid_t writer =
                 start_writer(mountpoint + "/big", pattern.substr(0, kRewrittenPrefix));
             ASSERT_GT(writer, 0) << "fork: " << std::strerror(errno);
@@ -147,8 +156,14 @@ TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
         }
         ASSERT_FALSE(is_mounted(mountpoint));
 
-        // What the dead daemon left in the upper: nothing, or the complete copy.
-        const StatResult copied = lstat_path(upper + "/big");
+        // What the dead daemon left in the upper: nothing (with metacopy: the metadata-only
+        // copy), or the complete copy.
+        StatResult copied = lstat_path(upper + "/big");
+        if (metacopy && copied.error == 0 &&
+            ::lgetxattr((upper + "/big").c_str(), "trusted.overlay.metacopy", nullptr, 0) >= 0) {
+            EXPECT_EQ(copied.st.st_size, static_cast<off_t>(kFileSize));
+            copied.error = ENOENT;  // as good as no copy: the data is the lower's
+        }
         if (copied.error == 0) {
             ++rounds_with_copy;
             EXPECT_TRUE(S_ISREG(copied.st.st_mode));
@@ -158,8 +173,8 @@ TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
             ++rounds_without_copy;
             EXPECT_EQ(copied.error, ENOENT) << std::strerror(copied.error);
         }
-        EXPECT_EQ(list_names(upper),
-                  copied.error == 0 ? std::vector<std::string>{"big"} : std::vector<std::string>{})
+        EXPECT_EQ(list_names(upper), copied.error == 0 || metacopy ? std::vector<std::string>{"big"}
+                                                                   : std::vector<std::string>{})
             << "the upper holds something besides the copied file";
         // A kill in the middle of the copy leaves its temp here, for the next mount to clear.
         const std::size_t left_in_work = names_in_work(work).size();
@@ -172,6 +187,9 @@ TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
             const StatResult through_mount = lstat_path(mountpoint + "/big");
             ASSERT_EQ(through_mount.error, 0) << std::strerror(through_mount.error);
             EXPECT_EQ(static_cast<std::size_t>(through_mount.st.st_size), kFileSize);
+            if (metacopy) {
+                EXPECT_EQ(through_mount.st.st_mode & 07777, 0640u);
+            }
             EXPECT_EQ(first_difference(read_file(mountpoint + "/big"), pattern), "identical")
                 << "the file through the remounted union is not whole";
             // The new daemon cleared what the killed one left in its workdir.
@@ -190,6 +208,17 @@ TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
     RecordProperty("rounds_without_copy", rounds_without_copy);
     std::printf("crash rounds (kill delay: what the upper holds, temps left, the writer):%s\n",
                 summary.str().c_str());
+}
+
+TEST_F(Crash, KilledDuringCopyUpLeavesTheFileWhole) {
+    kill_rounds(false, kRounds);
+}
+
+// Completing a metadata-only copy (metacopy=on) swaps the whole file in: after a kill the
+// upper holds the metadata-only copy or the whole file, never a part. Fewer rounds: the
+// copy is the same code as above.
+TEST_F(Crash, KilledDuringMetacopyCompletionLeavesOneFileOrTheOther) {
+    kill_rounds(true, kRounds / 4);
 }
 
 }  // namespace

@@ -25,11 +25,9 @@ namespace {
 
 using ::testing::IsEmpty;
 
-// Guards, among other races, against a lookup racing a copy-up making a second node for the
-// lower object: two directories then shared an inode number and the kernel answered ESTALE.
-TEST(StressChaos, CollidingThreadsKeepReaddirAndLookupInAgreement) {
-    REQUIRE_FUSE_OR_SKIP();
+void run_chaos(const std::string& extra_options) {
     StressLayers layers;
+    layers.extra_options = extra_options;
     build_chaos_layers(layers);
 
     TreeDescription tree_at_unmount;
@@ -87,6 +85,20 @@ TEST(StressChaos, CollidingThreadsKeepReaddirAndLookupInAgreement) {
     EXPECT_EQ(tree_differences(describe_or_fail(layers.mountpoint), tree_at_unmount), "")
         << "the tree after a remount (left) differs from the tree before it (right)";
     checked_again.end();
+}
+
+// Guards, among other races, against a lookup racing a copy-up making a second node for the
+// lower object: two directories then shared an inode number and the kernel answered ESTALE.
+TEST(StressChaos, CollidingThreadsKeepReaddirAndLookupInAgreement) {
+    REQUIRE_FUSE_OR_SKIP();
+    run_chaos("");
+}
+
+// The same with metacopy=on: chmod makes metadata-only copies that writes, renames and
+// links complete while other threads read, chmod and unlink the same names.
+TEST(StressChaos, CollidingThreadsWithMetacopy) {
+    REQUIRE_FUSE_OR_SKIP();
+    run_chaos(",metacopy=on");
 }
 
 }  // namespace

@@ -318,5 +318,15 @@ TEST(ApplyMountOption, UnknownOptionIsNamed) {
     EXPECT_EQ(error_of("nosymfollow"), "unknown option: nosymfollow");
 }
 
+// The kernel's metacopy=: on or off, default off; anything else is one clear error.
+TEST(MountOptions, MetacopyIsOnOrOff) {
+    EXPECT_FALSE(MountConfig{}.metacopy);
+    EXPECT_TRUE(config_after({"metacopy=on"}).metacopy);
+    EXPECT_FALSE(config_after({"metacopy=on", "metacopy=off"}).metacopy);
+    EXPECT_EQ(error_of("metacopy=yes"), "metacopy: not on or off: yes");
+    EXPECT_EQ(error_of("metacopy="), "metacopy: missing value");
+    EXPECT_EQ(error_of("metacopy"), "metacopy: missing value");
+}
+
 }  // namespace
 }  // namespace layerfs::cli

@@ -54,6 +54,7 @@ struct MountConfig {
     std::optional<std::uint32_t> squash_to_uid;
     std::optional<std::uint32_t> squash_to_gid;
     bool static_nlink = false;  // every directory shows st_nlink 1
+    bool metacopy = false;      // metacopy=on: metadata changes copy no data
     bool posix_acl = true;      // noacl turns the kernel's ACL handling off
     bool xattrs = true;         // noxattrs=1: no xattrs through the mount
     bool foreground = false;    // -f

@@ -18,6 +18,17 @@
 
 namespace layerfs::core {
 
+// Where the data of a metadata-only copy lives (the kernel's metacopy): a regular file in a
+// lower layer, at PATH from that layer's root. Lower layers never change, so the path never
+// needs rewriting; the copy's data is completed before the node is renamed or linked.
+struct DataSource {
+    std::size_t layer = 0;
+    std::string path;     // relative, '/'-separated, opened with open_beneath
+    blkcnt_t blocks = 0;  // the data file's st_blocks: the node shows them, as the kernel does
+    // No layer below has the data (a broken stack): the file shows, reads fail with EIO.
+    bool missing = false;
+};
+
 // Where a node's object lives now. Copy-up changes it; the node's identity does not change.
 struct Placement {
     std::size_t layer = 0;  // topmost layer holding the object
@@ -27,6 +38,8 @@ struct Placement {
     // The layers among dir_layers whose directory may hold xattr whiteouts (the kernel's
     // overlay.opaque=x): only there are zero-size files checked for overlay.whiteout.
     std::vector<std::size_t> xattr_whiteout_layers;
+    // Set while the object in `layer` is a metadata-only copy: its data is elsewhere.
+    std::optional<DataSource> data;
 
     bool has_xattr_whiteouts(std::size_t layer) const {
         for (std::size_t l : xattr_whiteout_layers) {
@@ -58,6 +71,7 @@ class Node : public std::enable_shared_from_this<Node> {
           type_(type),
           placement_(std::move(placement)),
           in_upper_(in_upper),
+          metacopy_(placement_.data.has_value()),
           real_(real),
           ino_(ino) {}
     Node(const Node&) = delete;
@@ -75,6 +89,9 @@ class Node : public std::enable_shared_from_this<Node> {
     ino_t ino() const { return ino_; }
     // True once the object lives in the upper layer (created there or copied up).
     bool in_upper() const { return in_upper_.load(std::memory_order_acquire); }
+    // True while the object holds metadata only and its data lives in a lower layer
+    // (placement().data): reads go there, a change of the data completes the copy first.
+    bool metacopy() const { return metacopy_.load(std::memory_order_acquire); }
 
     // The last name of the object was removed through the mount; open handles may still
     // use it, and fstat on them reports no links.
@@ -115,6 +132,7 @@ class Node : public std::enable_shared_from_this<Node> {
     // Where the object lives now, after a copy-up or a change in the upper.
     void set_placement(Placement placement, bool in_upper) {
         std::lock_guard lock(mutex_);
+        metacopy_.store(placement.data.has_value(), std::memory_order_release);
         placement_ = std::move(placement);
         in_upper_.store(in_upper, std::memory_order_release);
     }
@@ -164,6 +182,7 @@ class Node : public std::enable_shared_from_this<Node> {
     const mode_t type_;
     Placement placement_;
     std::atomic<bool> in_upper_;
+    std::atomic<bool> metacopy_;
     std::atomic<bool> unlinked_{false};
     std::weak_ptr<const sys::UniqueFd> open_fd_;
     RealId real_;  // the table's key for this node: guarded by the table's mutex

@@ -14,6 +14,10 @@ inline constexpr const char* kOpaqueXattrs[] = {"trusted.overlay.opaque", "user.
                                                 "user.fuseoverlayfs.opaque"};
 inline constexpr const char* kWhiteoutXattrs[] = {"trusted.overlay.whiteout",
                                                   "user.overlay.whiteout"};
+// A regular file holding metadata only; its data is in a lower layer (the kernel's metacopy),
+// at the path of overlay.redirect when there is one.
+inline constexpr std::string_view kMetacopyRecord = "metacopy";
+inline constexpr std::string_view kRedirectRecord = "redirect";
 
 // True for names that belong to the union's plumbing and are never shown through the mount.
 inline bool is_private_xattr(std::string_view name) {

@@ -18,10 +18,15 @@ enum class CopyUpStep { data, owner, xattrs, mode, times, before_rename };
 struct CopyUpOptions {
     // The caller will truncate the file to 0 right away (open with O_TRUNC): no data.
     bool skip_data = false;
+    // The caller changes metadata only (owner, mode, times, xattrs): with metacopy=on a
+    // lower regular file with one link is copied without its data (fs/metacopy.hpp). Any
+    // other copy-up of a metadata-only copy completes it.
+    bool metadata_only = false;
 };
 
-// Copies NODE (and its missing ancestors) up; a no-op for an object already in the upper.
-// Serialised per node: concurrent callers wait and find the work done.
+// Copies NODE (and its missing ancestors) up; a no-op for an object already in the upper,
+// unless it holds metadata only and the caller needs its data. Serialised per node:
+// concurrent callers wait and find the work done.
 Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options = {});
 
 }  // namespace layerfs::fs

@@ -19,6 +19,8 @@ namespace layerfs::fs {
 class OpenFile {
   public:
     OpenFile(core::NodePtr node, sys::UniqueFd fd, bool in_upper, int flags);
+    // A handle of a metadata-only copy: FD reads the lower data, METADATA is the copy.
+    OpenFile(core::NodePtr node, sys::UniqueFd fd, sys::UniqueFd metadata, int flags);
     OpenFile(OpenFile&&) = default;
     OpenFile& operator=(OpenFile&&) = default;
     // The kernel releases a handle only after every request on it was answered, an order
@@ -34,20 +36,25 @@ class OpenFile {
     // after a copy-up, so it reads what writers wrote (DESIGN.md §1, deliberate
     // difference). The fd stays valid while the caller holds it.
     Result<core::SharedFd> fd(Union& fs);
+    // The fd whose attributes are the file's: the data fd, except for a handle that reads
+    // a metadata-only copy's data from below.
+    Result<core::SharedFd> metadata_fd(Union& fs);
 
     // The object is in an immutable lower layer: the kernel may keep its page cache.
     bool immutable() const { return !in_upper_; }
 
   private:
     core::NodePtr node_;
-    std::unique_ptr<std::mutex> mutex_;  // guards fd_ and in_upper_
+    std::unique_ptr<std::mutex> mutex_;  // guards fd_, metadata_ and in_upper_
     core::SharedFd fd_;
+    core::SharedFd metadata_;  // only while fd_ reads the data of a metadata-only copy
     bool in_upper_;
     int flags_;
 };
 
 // Opens NODE with the caller's open(2) FLAGS; a change first copies the file up (with
-// O_TRUNC without its data). A change on a read-only union is EROFS.
+// O_TRUNC without its data), completing a metadata-only copy. A change on a read-only
+// union is EROFS. A metadata-only copy opened for reading reads its lower data.
 Result<OpenFile> open_file(Union& fs, const core::NodePtr& node, int flags);
 
 Result<std::string> readlink(Union& fs, const core::Node& node);

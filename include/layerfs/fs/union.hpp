@@ -34,6 +34,8 @@ struct UnionOptions {
     core::IdMap uids = {};
     core::IdMap gids = {};
     bool static_nlink = false;
+    // metacopy=on: a metadata change of a lower regular file copies its metadata only.
+    bool metacopy = false;
     bool xattrs = true;  // noxattrs=1 makes every xattr call ENOTSUP
     // noacl: the kernel then passes ACL xattrs through without enforcing them (on the host),
     // so they are refused here rather than stored to no effect.

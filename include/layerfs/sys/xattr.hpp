@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "layerfs/result.hpp"
@@ -13,6 +14,11 @@ namespace layerfs::sys {
 Result<std::string> get_xattr(int dirfd, const std::string& name, const std::string& xattr);
 
 Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name);
+
+// Which of CANDIDATES the object has, in one listxattr call for the common case of few or
+// no xattrs (lookup asks this of every regular file). Empty when none, or when unreadable.
+std::vector<std::string> present_xattrs(int dirfd, const std::string& name,
+                                        const std::vector<std::string_view>& candidates);
 
 Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xattr,
                        const std::string& value, int flags = 0);
