@@ -85,6 +85,11 @@ Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
     return fd;
 }
 
+SharedDirNames Stack::indexed_lower_names(const Node& node, std::size_t layer) {
+    if (layers_[layer].is_upper()) return nullptr;
+    return lower_names_.find(node.serial(), layer);
+}
+
 SharedDirNames Stack::lower_names(const Node& node, std::size_t layer, int dirfd) {
     if (layers_[layer].is_upper()) return nullptr;  // the upper changes: never indexed
     if (SharedDirNames names = lower_names_.find(node.serial(), layer)) return names;

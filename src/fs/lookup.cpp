@@ -96,18 +96,25 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
                               const core::Placement& parent_placement, std::size_t layer,
                               const std::string& name, bool below_matters) {
     LayerAnswer answer;
-    auto dir = fs.stack().dir_fd(parent, layer);
-    if (!dir) return dir.error();
-    const int dirfd = (*dir)->get();
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
     // leaves it in the uppers it writes, and layerfs refuses to create .wh. names).
     if ((reads_markers && is_marker_name(name)) || name == kOpaqueMarker) return answer;
-    // A lower layer whose index lacks the name and its marker has nothing to say.
+    // A lower layer whose index lacks the name and its marker has nothing to say. Asked
+    // before the directory's fd: with hundreds of layers the fds outnumber the cache.
+    const std::optional<std::string> marker =
+        reads_markers && below_matters ? whiteout_marker_for(name) : std::nullopt;
+    auto lacks = [&](const core::SharedDirNames& names) {
+        return !names->may_contain(name) && !(marker && names->may_contain(*marker));
+    };
+    if (core::SharedDirNames names = fs.stack().indexed_lower_names(parent, layer)) {
+        if (lacks(names)) return answer;
+    }
+    auto dir = fs.stack().dir_fd(parent, layer);
+    if (!dir) return dir.error();
+    const int dirfd = (*dir)->get();
     if (core::SharedDirNames names = fs.stack().lower_names(parent, layer, dirfd)) {
-        const std::optional<std::string> marker =
-            reads_markers && below_matters ? whiteout_marker_for(name) : std::nullopt;
-        if (!names->may_contain(name) && !(marker && names->may_contain(*marker))) return answer;
+        if (lacks(names)) return answer;
     }
 
     auto st = sys::stat_at(dirfd, name);
@@ -119,17 +126,13 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         answer.whiteout = true;
         return answer;
     }
-    if (reads_markers && below_matters) {
-        if (auto marker = whiteout_marker_for(name)) {
-            if (sys::stat_at(dirfd, *marker)) {
-                // OCI: a whiteout applies to the layers below, never to its own layer.
-                if (!st) {
-                    answer.whiteout = true;
-                    return answer;
-                }
-                answer.hides_below = true;
-            }
+    if (marker && sys::stat_at(dirfd, *marker)) {
+        // OCI: a whiteout applies to the layers below, never to its own layer.
+        if (!st) {
+            answer.whiteout = true;
+            return answer;
         }
+        answer.hides_below = true;
     }
     if (!st) return answer;
     // A metadata-only file takes its data from a layer below (by the same name, or where a

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "layerfs/core/overlay_xattr.hpp"
 #include "layerfs/sys/syscalls.hpp"
@@ -33,7 +35,13 @@ std::optional<std::string> whiteout_marker_for(std::string_view name) {
 
 DirMarks read_dir_marks(int dirfd, const std::string& name, bool read_marker_file) {
     DirMarks marks;
+    // One listing instead of a get per mark: most directories have no xattrs at all, and a
+    // lookup in a stack of hundreds of layers asks every layer's directory.
+    auto present = sys::list_xattr(dirfd, name);
+    const std::vector<std::string> none;
+    const std::vector<std::string>& names = present ? *present : none;
     for (const char* xattr : core::kOpaqueXattrs) {
+        if (std::find(names.begin(), names.end(), xattr) == names.end()) continue;
         auto value = sys::get_xattr(dirfd, name, xattr);
         if (!value) continue;
         if (*value == "y") {

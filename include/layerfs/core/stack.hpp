@@ -102,6 +102,8 @@ class Stack {
     // The names in directory NODE of the lower LAYER (open as DIRFD), if they are indexed or
     // worth indexing now; null when the caller must ask the layer itself.
     SharedDirNames lower_names(const Node& node, std::size_t layer, int dirfd);
+    // The same when an index exists already: no fd needed (null otherwise).
+    SharedDirNames indexed_lower_names(const Node& node, std::size_t layer);
     // Indexes directory NODE of the lower LAYER from a listing made anyway.
     void remember_lower_names(const Node& node, std::size_t layer,
                               const std::vector<sys::DirEntry>& entries);
