@@ -42,6 +42,12 @@ Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name) {
 
 Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
                                  bool lower_has_name) {
+    // Nothing below to hide: the object goes in one unlink or rmdir (a directory that still
+    // holds whiteouts, which rmdir(2) refuses, leaves through the work dir below).
+    if (!lower_has_name) {
+        if (::unlinkat(upper_dir, name.c_str(), 0) == 0) return {};
+        if (errno == EISDIR && ::unlinkat(upper_dir, name.c_str(), AT_REMOVEDIR) == 0) return {};
+    }
     WorkTemp temp(fs.stack());
     if (!lower_has_name || fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files) {
         if (::renameat(upper_dir, name.c_str(), temp.work_fd(), temp.name().c_str()) != 0) {
