@@ -107,15 +107,15 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     auto lacks = [&](const core::SharedDirNames& names) {
         return !names->may_contain(name) && !(marker && names->may_contain(*marker));
     };
-    if (core::SharedDirNames names = fs.stack().indexed_lower_names(parent, layer)) {
-        if (lacks(names)) return answer;
-    }
+    core::SharedDirNames names = fs.stack().indexed_lower_names(parent, layer);
+    if (names && lacks(names)) return answer;
     auto dir = fs.stack().dir_fd(parent, layer);
     if (!dir) return dir.error();
     const int dirfd = (*dir)->get();
-    if (core::SharedDirNames names = fs.stack().lower_names(parent, layer, dirfd)) {
-        if (lacks(names)) return answer;
-    }
+    if (!names) names = fs.stack().lower_names(parent, layer, dirfd);
+    if (names && lacks(names)) return answer;
+    // The index also says whether the layer may hold the name's marker.
+    const bool marker_possible = marker && (!names || names->may_contain(*marker));
 
     auto st = sys::stat_at(dirfd, name);
     if (!st && st.error().value != ENOENT) return st.error();
@@ -126,7 +126,7 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         answer.whiteout = true;
         return answer;
     }
-    if (marker && sys::stat_at(dirfd, *marker)) {
+    if (marker_possible && sys::stat_at(dirfd, *marker)) {
         // OCI: a whiteout applies to the layers below, never to its own layer.
         if (!st) {
             answer.whiteout = true;
