@@ -108,6 +108,13 @@ class Extractor {
 
   private:
     Checked<sys::UniqueFd> open_parent(const std::vector<std::string>& path, bool create);
+    // The extracted directory at PATH, as its parent's fd and its name; none when a later
+    // entry replaced it by another object.
+    struct ExtractedDir {
+        sys::UniqueFd parent;
+        std::string name;
+    };
+    Checked<std::optional<ExtractedDir>> open_extracted_dir(const std::string& path);
     Checked<void> make_object(TarReader& reader, archive_entry* entry, int parent,
                               const std::string& name, const std::string& path);
     Checked<void> make_hard_link(const char* target, int parent, const std::string& name);
@@ -352,6 +359,18 @@ void Extractor::apply_metadata(int dirfd, const std::string& name, const Metadat
     }
 }
 
+Checked<std::optional<Extractor::ExtractedDir>> Extractor::open_extracted_dir(
+    const std::string& path) {
+    auto parts = split_entry_path(path);
+    std::string name = parts->back();
+    parts->pop_back();
+    auto parent = open_parent(*parts, false);
+    if (!parent) return Message{"entry \"" + path + "\": " + parent.error().text};
+    auto st = sys::stat_at(parent->get(), name);
+    if (!st || !S_ISDIR(st->st_mode)) return std::optional<ExtractedDir>();
+    return std::optional<ExtractedDir>(ExtractedDir{std::move(*parent), std::move(name)});
+}
+
 Checked<void> Extractor::finish_dirs() {
     if (!dirs_.contains("")) dirs_[""] = Metadata{};  // a root the tar omits: 0755
     // Reverse path order puts "a/b" before "a": children's times are set before a change
@@ -362,28 +381,20 @@ Checked<void> Extractor::finish_dirs() {
             apply_metadata(parent_fd_, temp_name_, it->second, false, "./");
             continue;
         }
-        auto parts = split_entry_path(path);
-        const std::string name = parts->back();
-        parts->pop_back();
-        auto parent = open_parent(*parts, false);
-        if (!parent) return Message{"entry \"" + path + "\": " + parent.error().text};
-        auto st = sys::stat_at(parent->get(), name);
-        // A later entry may have replaced the directory by another object.
-        if (!st || !S_ISDIR(st->st_mode)) continue;
-        apply_metadata(parent->get(), name, it->second, false, path + "/");
+        auto dir = open_extracted_dir(path);
+        if (!dir) return dir.error();
+        if (!*dir) continue;
+        apply_metadata((*dir)->parent.get(), (*dir)->name, it->second, false, path + "/");
     }
     for (const auto& [path, mtime] : marker_mtimes_) {
         // Its own entry said its time (the root always has one by now).
         if (dirs_.contains(path)) continue;
-        auto parts = split_entry_path(path);
-        const std::string name = parts->back();
-        parts->pop_back();
-        auto parent = open_parent(*parts, false);
-        if (!parent) return Message{"entry \"" + path + "\": " + parent.error().text};
-        auto st = sys::stat_at(parent->get(), name);
-        if (!st || !S_ISDIR(st->st_mode)) continue;  // replaced by a later entry
+        auto dir = open_extracted_dir(path);
+        if (!dir) return dir.error();
+        if (!*dir) continue;
         const struct timespec times[2] = {mtime, mtime};
-        if (::utimensat(parent->get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (::utimensat((*dir)->parent.get(), (*dir)->name.c_str(), times, AT_SYMLINK_NOFOLLOW) !=
+            0) {
             warn(path + "/", "mtime not kept: " + errno_text(last_errno()));
         }
     }

@@ -18,6 +18,7 @@
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/sys/syscalls.hpp"
+#include "union_on_dirs.hpp"
 
 namespace layerfs {
 namespace {
@@ -44,27 +45,10 @@ class CopyUpTest : public ::testing::Test {
     void TearDown() override { stdfs::remove_all(root_); }
 
     std::unique_ptr<fs::Union> mount(fs::UnionOptions options = {}) {
-        auto stack = core::Stack::open(core::StackSpec{{root_ / "lower"},
-                                                       std::string(root_ / "upper"),
-                                                       std::string(root_ / "work"),
-                                                       root_ / "mnt",
-                                                       core::XattrNamespace::user},
-                                       64);
-        if (!stack) throw std::runtime_error(stack.error().text);
-        return std::make_unique<fs::Union>(std::move(*stack), std::move(options));
+        return unittest::open_union(root_, {"lower"}, std::move(options));
     }
 
-    core::NodePtr walk(fs::Union& fs, const std::string& path) {
-        core::NodePtr node = fs.nodes().root();
-        std::stringstream parts(path);
-        std::string name;
-        while (std::getline(parts, name, '/')) {
-            auto entry = fs::lookup(fs, node, name);
-            if (!entry) throw std::runtime_error("lookup " + name);
-            node = entry->node;
-        }
-        return node;
-    }
+    core::NodePtr walk(fs::Union& fs, const std::string& path) { return unittest::walk(fs, path); }
 
     bool work_is_empty() { return stdfs::is_empty(root_ / "work/work"); }
 

@@ -20,6 +20,7 @@
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/fs/xattr_ops.hpp"
+#include "union_on_dirs.hpp"
 
 namespace layerfs {
 namespace {
@@ -74,28 +75,11 @@ class MetacopyTest : public ::testing::Test {
 
     std::unique_ptr<fs::Union> mount(bool metacopy = true, fs::UnionOptions options = {},
                                      std::vector<std::string> lowers = {"lower"}) {
-        std::vector<std::string> dirs;
-        for (const std::string& lower : lowers) dirs.push_back(root_ / lower);
-        auto stack = core::Stack::open(
-            core::StackSpec{dirs, std::string(root_ / "upper"), std::string(root_ / "work"),
-                            root_ / "mnt", core::XattrNamespace::user},
-            64);
-        if (!stack) throw std::runtime_error(stack.error().text);
         options.metacopy = metacopy;
-        return std::make_unique<fs::Union>(std::move(*stack), std::move(options));
+        return unittest::open_union(root_, lowers, std::move(options));
     }
 
-    core::NodePtr walk(fs::Union& fs, const std::string& path) {
-        core::NodePtr node = fs.nodes().root();
-        std::stringstream parts(path);
-        std::string name;
-        while (std::getline(parts, name, '/')) {
-            auto entry = fs::lookup(fs, node, name);
-            if (!entry) throw std::runtime_error("lookup " + name);
-            node = entry->node;
-        }
-        return node;
-    }
+    core::NodePtr walk(fs::Union& fs, const std::string& path) { return unittest::walk(fs, path); }
 
     std::string read_through(fs::Union& fs, const core::NodePtr& node) {
         auto file = fs::open_file(fs, node, O_RDONLY);
