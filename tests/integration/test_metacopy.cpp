@@ -36,6 +36,17 @@ bool holds_no_data(const std::string& path) {
     return fd && ::lseek(fd.get(), 0, SEEK_DATA) < 0 && errno == ENXIO;
 }
 
+// Mounts the kernel's overlayfs with metacopy=on (which implies redirect_dir=on) over the
+// same layers; false (with the reason recorded) where the kernel refuses.
+bool mount_kernel(const std::string& options, const std::string& at) {
+    if (::mount("overlay", at.c_str(), "overlay", 0, (options + ",metacopy=on").c_str()) == 0) {
+        return true;
+    }
+    ADD_FAILURE() << "mount -t overlay -o " << options << ",metacopy=on: " << std::strerror(errno)
+                  << " (see dmesg)";
+    return false;
+}
+
 class Metacopy : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -50,6 +61,15 @@ class Metacopy : public ::testing::Test {
 
     std::string options(const std::string& workdir) const {
         return "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + workdir + ",metacopy=on";
+    }
+
+    // The kernel's overlayfs (metacopy=on) on the same lower and upper, at AT.
+    bool mount_kernel_on_the_layers(const std::string& at) {
+        const std::string kernel_work = temp / "kernel-work";
+        make_dir(at);
+        make_dir(kernel_work);
+        return mount_kernel("lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + kernel_work,
+                            at);
     }
 
     TempDir temp;
@@ -124,17 +144,6 @@ TEST_F(Metacopy, OffCopiesTheData) {
     EXPECT_EQ(read_file(upper + "/dir/small"), "small data");
 }
 
-// Mounts the kernel's overlayfs with metacopy=on (which implies redirect_dir=on) over the
-// same layers; false (with the reason recorded) where the kernel refuses.
-bool mount_kernel(const std::string& options, const std::string& at) {
-    if (::mount("overlay", at.c_str(), "overlay", 0, (options + ",metacopy=on").c_str()) == 0) {
-        return true;
-    }
-    ADD_FAILURE() << "mount -t overlay -o " << options << ",metacopy=on: " << std::strerror(errno)
-                  << " (see dmesg)";
-    return false;
-}
-
 TEST_F(Metacopy, KernelReadsTheUpperLayerfsWrote) {
     TreeDescription layerfs_view;
     {
@@ -147,11 +156,7 @@ TEST_F(Metacopy, KernelReadsTheUpperLayerfsWrote) {
     }
     ASSERT_TRUE(marked(upper + "/big"));
     const std::string kernel = temp / "kernel";
-    const std::string kernel_work = temp / "kernel-work";
-    make_dir(kernel);
-    make_dir(kernel_work);
-    ASSERT_TRUE(mount_kernel("lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + kernel_work,
-                             kernel));
+    ASSERT_TRUE(mount_kernel_on_the_layers(kernel));
     EXPECT_EQ(tree_differences(describe_tree(kernel), layerfs_view), "") << "(kernel | layerfs)";
     EXPECT_EQ(first_difference(read_file(kernel + "/big"), big), "identical");
     EXPECT_EQ(::umount2(kernel.c_str(), 0), 0) << std::strerror(errno);
@@ -159,11 +164,7 @@ TEST_F(Metacopy, KernelReadsTheUpperLayerfsWrote) {
 
 TEST_F(Metacopy, LayerfsReadsTheUpperTheKernelWrote) {
     const std::string kernel = temp / "kernel";
-    const std::string kernel_work = temp / "kernel-work";
-    make_dir(kernel);
-    make_dir(kernel_work);
-    ASSERT_TRUE(mount_kernel("lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + kernel_work,
-                             kernel));
+    ASSERT_TRUE(mount_kernel_on_the_layers(kernel));
     // A metacopy in place, one renamed in its directory (a relative redirect) and one moved
     // to a new directory (an absolute one).
     ASSERT_EQ(::chown((kernel + "/big").c_str(), 1000, 1000), 0);
