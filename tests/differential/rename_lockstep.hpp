@@ -6,9 +6,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +15,7 @@
 
 #include "differential_mounts.hpp"
 #include "layer_builders.hpp"
+#include "lockstep_views.hpp"
 #include "rename_operations.hpp"
 #include "tree_snapshot.hpp"
 
@@ -52,67 +51,34 @@ inline CompareOptions step_options(const TreeSnapshot& kernel, const TreeSnapsho
 class LockstepRun {
   public:
     LockstepRun(std::string kernel_root, std::string layerfs_root, std::vector<std::string> probes)
-        : kernel_root_(std::move(kernel_root)),
-          layerfs_root_(std::move(layerfs_root)),
-          probes_(std::move(probes)) {
-        kernel_view_ = snapshot_tree(kernel_root_, probes_);
-        layerfs_view_ = snapshot_tree(layerfs_root_, probes_);
-        const auto differences =
-            compare_trees(kernel_view_, layerfs_view_, step_options(kernel_view_, layerfs_view_));
-        previous_.insert(differences.begin(), differences.end());
-        if (!differences.empty()) {
-            ADD_FAILURE() << "before the first step the unions differ already:\n"
-                          << format_lines(differences, 40);
-            ++failed_;
-        }
+        : views_(std::move(kernel_root), std::move(layerfs_root), std::move(probes)) {
+        views_.check_start(step_options(views_.kernel_view(), views_.layerfs_view()));
     }
 
     bool step(const std::string& label, const Operation& op) {
-        ++steps_;
         bool emulated = false;
-        Outcome kernel_outcome = op.apply(kernel_root_);
-        const Outcome layerfs_outcome = op.apply(layerfs_root_);
+        Outcome kernel_outcome = op.apply(views_.kernel_root());
+        const Outcome layerfs_outcome = op.apply(views_.layerfs_root());
         if (op.rename && kernel_outcome.error == EXDEV && involves_directory(*op.rename)) {
             // DESIGN.md §1: the kernel refuses to move a lower or merged directory; layerfs
             // must do what a filesystem that can does.
-            kernel_outcome = emulate_rename(kernel_root_, *op.rename);
+            kernel_outcome = emulate_rename(views_.kernel_root(), *op.rename);
             emulated = true;
             ++emulated_;
         }
-        kernel_view_ = snapshot_tree(kernel_root_, probes_);
-        layerfs_view_ = snapshot_tree(layerfs_root_, probes_);
-        const auto differences =
-            compare_trees(kernel_view_, layerfs_view_, step_options(kernel_view_, layerfs_view_));
-        std::vector<std::string> fresh;
-        for (const std::string& difference : differences) {
-            if (!previous_.contains(difference)) fresh.push_back(difference);
-        }
-        previous_ = {differences.begin(), differences.end()};
-        const bool results_match = kernel_outcome == layerfs_outcome;
+        views_.take_views();
         const std::string kernel_text =
             (emulated ? "EXDEV, emulated: " : "") + kernel_outcome.text();
-        if (verbose()) {
-            std::printf("%s: %s -> kernel %s, layerfs %s\n", label.c_str(), op.description.c_str(),
-                        kernel_text.c_str(), layerfs_outcome.text().c_str());
-        }
-        if (results_match && fresh.empty()) return true;
-        ++failed_;
-        std::ostringstream message;
-        message << label << ": " << op.description << "\n  result: kernel=" << kernel_text
-                << " layerfs=" << layerfs_outcome.text() << (results_match ? "" : "  <- differs")
-                << "\n";
-        if (!fresh.empty()) {
-            message << "  the trees differ at these paths:\n" << format_lines(fresh, 30);
-        }
-        ADD_FAILURE() << message.str();
-        return false;
+        return views_.judge(label, op.description, kernel_text, layerfs_outcome.text(),
+                            kernel_outcome == layerfs_outcome,
+                            step_options(views_.kernel_view(), views_.layerfs_view()));
     }
 
-    int failed_steps() const { return failed_; }
-    int steps() const { return steps_; }
+    int failed_steps() const { return views_.failed_steps(); }
+    int steps() const { return views_.steps(); }
     int emulated_steps() const { return emulated_; }
-    const TreeSnapshot& kernel_view() const { return kernel_view_; }
-    const TreeSnapshot& layerfs_view() const { return layerfs_view_; }
+    const TreeSnapshot& kernel_view() const { return views_.kernel_view(); }
+    const TreeSnapshot& layerfs_view() const { return views_.layerfs_view(); }
 
   private:
     // The kernel's EXDEV is the deliberate difference only when a directory is moved: the
@@ -120,20 +86,13 @@ class LockstepRun {
     // nothing.)
     bool involves_directory(const RenameSpec& spec) const {
         const auto is_dir = [&](const std::string& path) {
-            const auto st = lstat_of(kernel_root_ + "/" + path);
+            const auto st = lstat_of(views_.kernel_root() + "/" + path);
             return st && S_ISDIR(st->st_mode);
         };
         return is_dir(spec.from) || ((spec.flags & RENAME_EXCHANGE) && is_dir(spec.to));
     }
 
-    std::string kernel_root_;
-    std::string layerfs_root_;
-    std::vector<std::string> probes_;
-    TreeSnapshot kernel_view_;
-    TreeSnapshot layerfs_view_;
-    std::set<std::string> previous_;
-    int failed_ = 0;
-    int steps_ = 0;
+    LockstepViews views_;
     int emulated_ = 0;
 };
 

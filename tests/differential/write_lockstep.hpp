@@ -4,9 +4,7 @@
 
 #include <sys/stat.h>
 
-#include <cstdio>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "differential_mounts.hpp"
+#include "lockstep_views.hpp"
 #include "tree_snapshot.hpp"
 #include "write_operations.hpp"
 
@@ -93,79 +92,33 @@ inline CompareOptions same_objects_options(std::string expected_label, std::stri
 class LockstepRun {
   public:
     LockstepRun(std::string kernel_root, std::string layerfs_root, std::vector<std::string> probes)
-        : kernel_root_(std::move(kernel_root)),
-          layerfs_root_(std::move(layerfs_root)),
-          probes_(std::move(probes)) {
-        kernel_view_ = snapshot_tree(kernel_root_, probes_);
-        layerfs_view_ = snapshot_tree(layerfs_root_, probes_);
-        mtimes_.start_from(kernel_view_);
-        const auto differences =
-            compare_trees(kernel_view_, layerfs_view_, step_compare_options(mtimes_));
-        previous_differences_.insert(differences.begin(), differences.end());
-        if (!differences.empty()) {
-            ADD_FAILURE() << "before the first step the unions differ already:\n"
-                          << format_lines(differences, 40);
-            ++failed_steps_;
-        }
+        : views_(std::move(kernel_root), std::move(layerfs_root), std::move(probes)) {
+        mtimes_.start_from(views_.kernel_view());
+        views_.check_start(step_compare_options(mtimes_));
     }
 
     // Applies `op` to both, compares; false (with a failure recorded) when they differ. A
     // difference already reported at an earlier step is not reported again.
     bool step(const std::string& label, const Operation& op) {
-        ++steps_;
-        const Outcome kernel_outcome = op.apply(kernel_root_ + "/" + op.path);
-        const Outcome layerfs_outcome = op.apply(layerfs_root_ + "/" + op.path);
-        TreeSnapshot kernel_after = snapshot_tree(kernel_root_, probes_);
-        TreeSnapshot layerfs_after = snapshot_tree(layerfs_root_, probes_);
-        mtimes_.after_step(op, kernel_outcome, kernel_view_, kernel_after);
-        kernel_view_ = std::move(kernel_after);
-        layerfs_view_ = std::move(layerfs_after);
-
-        const auto differences =
-            compare_trees(kernel_view_, layerfs_view_, step_compare_options(mtimes_));
-        std::vector<std::string> new_differences;
-        for (const std::string& difference : differences) {
-            if (!previous_differences_.contains(difference)) new_differences.push_back(difference);
-        }
-        previous_differences_ = {differences.begin(), differences.end()};
+        const Outcome kernel_outcome = op.apply(views_.kernel_root() + "/" + op.path);
+        const Outcome layerfs_outcome = op.apply(views_.layerfs_root() + "/" + op.path);
+        const TreeSnapshot kernel_before = views_.take_views();
+        mtimes_.after_step(op, kernel_outcome, kernel_before, views_.kernel_view());
         const bool results_match =
             kernel_outcome == layerfs_outcome ||
             (op.deliberate_difference && op.deliberate_difference(kernel_outcome, layerfs_outcome));
-        if (verbose()) {
-            std::printf("%s: %s -> kernel %s, layerfs %s, %zu paths\n", label.c_str(),
-                        collapse_runs(op.description).c_str(), kernel_outcome.text().c_str(),
-                        layerfs_outcome.text().c_str(), kernel_view_.entries.size());
-        }
-        if (results_match && new_differences.empty()) return true;
-
-        ++failed_steps_;
-        std::ostringstream message;
-        message << label << ": " << collapse_runs(op.description) << "\n";
-        message << "  result: kernel=" << kernel_outcome.text()
-                << " layerfs=" << layerfs_outcome.text() << (results_match ? "" : "  <- differs")
-                << "\n";
-        if (!new_differences.empty()) {
-            message << "  the trees differ at these paths:\n" << format_lines(new_differences, 30);
-        }
-        ADD_FAILURE() << message.str();
-        return false;
+        return views_.judge(label, collapse_runs(op.description), kernel_outcome.text(),
+                            layerfs_outcome.text(), results_match, step_compare_options(mtimes_));
     }
 
-    int failed_steps() const { return failed_steps_; }
-    int steps() const { return steps_; }
-    const TreeSnapshot& kernel_view() const { return kernel_view_; }
-    const TreeSnapshot& layerfs_view() const { return layerfs_view_; }
+    int failed_steps() const { return views_.failed_steps(); }
+    int steps() const { return views_.steps(); }
+    const TreeSnapshot& kernel_view() const { return views_.kernel_view(); }
+    const TreeSnapshot& layerfs_view() const { return views_.layerfs_view(); }
 
   private:
-    std::string kernel_root_;
-    std::string layerfs_root_;
-    std::vector<std::string> probes_;
-    TreeSnapshot kernel_view_;
-    TreeSnapshot layerfs_view_;
+    LockstepViews views_;
     MtimeTracker mtimes_;
-    std::set<std::string> previous_differences_;
-    int failed_steps_ = 0;
-    int steps_ = 0;
 };
 
 }  // namespace layerfs::difftest::writes
