@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "layerfs/core/overlay_xattr.hpp"
@@ -184,6 +186,19 @@ Result<void> mark_metacopy(Union& fs, int fd, off_t size) {
 Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_data) {
     const core::Placement placement = node->placement();
     if (!placement.data) return {};
+    // Names change under their directory's lock (rename, unlink, create). Holding it, the
+    // name still holds this file when the full copy is swapped in: without it a rename over
+    // the name could land between the swap and the check, and a lookup in that window saw
+    // the copy and was handed this node for the object that replaced it (StressChaos).
+    std::unique_lock<std::mutex> parent_lock;
+    for (;;) {
+        const std::optional<core::Alias> alias = node->known_alias();
+        if (!alias || !alias->parent || node->unlinked()) return Errno{ENOENT};
+        parent_lock = std::unique_lock(alias->parent->change_mutex());
+        const std::optional<core::Alias> now = node->known_alias();
+        if (now && now->parent == alias->parent && now->name == alias->name) break;
+        parent_lock.unlock();  // renamed meanwhile: lock the new parent
+    }
     auto where = fs.stack().locate(*node);
     if (!where) return where.error();
     auto meta = sys::open_at(where->dir->get(), where->name, O_RDONLY);
