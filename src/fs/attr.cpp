@@ -30,16 +30,7 @@ struct stat present_attr(const Union& fs, const core::Node& node, const struct s
 }
 
 Result<struct stat> getattr(Union& fs, const core::Node& node) {
-    if (node.unlinked()) {
-        // Every name is gone: only an open handle still reaches the object.
-        auto fd = node.open_fd();
-        if (!fd) return Errno{ENOENT};
-        auto st = sys::stat_fd(fd->get());
-        if (!st) return st.error();
-        struct stat shown = present_attr(fs, node, *st, fd->get(), std::string());
-        shown.st_nlink = 0;
-        return shown;
-    }
+    // A node whose names are gone is located through its open handle (Stack::locate).
     auto where = fs.stack().locate(node);
     if (!where) return where.error();
     auto st = where->name.empty() ? sys::stat_fd(where->dir->get())
@@ -48,7 +39,9 @@ Result<struct stat> getattr(Union& fs, const core::Node& node) {
     // The name was removed meanwhile and may hold a whiteout now: the kernel would take a
     // changed type for a corrupt inode.
     if ((st->st_mode & S_IFMT) != (node.type() & S_IFMT)) return Errno{ENOENT};
-    return present_attr(fs, node, *st, where->dir->get(), where->name);
+    struct stat shown = present_attr(fs, node, *st, where->dir->get(), where->name);
+    if (node.unlinked()) shown.st_nlink = 0;
+    return shown;
 }
 
 Result<struct stat> getattr_open(Union& fs, OpenFile& file) {

@@ -119,7 +119,6 @@ Result<void> take_dir_snapshot(Union& fs, DirSnapshot& snapshot) {
         }
     }
     snapshot.entries = std::move(entries);
-    snapshot.taken = true;
     return {};
 }
 

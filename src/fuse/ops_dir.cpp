@@ -29,7 +29,7 @@ void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info
     std::vector<fuse_ino_t> counted;
     // A listing from the start sees the directory as it is now; one that continues (or
     // seeks) keeps to the snapshot it began with.
-    if (off == 0 || !snapshot.taken) {
+    if (off == 0 || snapshot.entries.empty()) {
         if (auto taken = fs::take_dir_snapshot(state.fs, snapshot); !taken) {
             fuse_reply_err(req, taken.error().value);
             return;
@@ -83,7 +83,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
             fuse_reply_err(req, ENOTDIR);
             return;
         }
-        auto handle = std::make_unique<fs::DirSnapshot>(fs::DirSnapshot{dir, {}, false});
+        auto handle = std::make_unique<fs::DirSnapshot>(fs::DirSnapshot{dir, {}});
         fi->fh = reinterpret_cast<uint64_t>(handle.get());
         // The kernel may keep a listing: it drops it when a change through the mount touches
         // the directory (its version or mtime moves), and names change only through the

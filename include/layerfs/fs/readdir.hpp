@@ -32,8 +32,9 @@ struct PositionedEntry {
 // snapshots join without listing a name twice, as offsets that are indexes would not.
 struct DirSnapshot {
     core::NodePtr dir;
-    std::vector<PositionedEntry> entries;  // sorted by position, each position once
-    bool taken = false;
+    // Sorted by position, each position once; empty until the first snapshot ("." and ".."
+    // are always in one).
+    std::vector<PositionedEntry> entries;
 };
 
 Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir);
