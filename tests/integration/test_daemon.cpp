@@ -1,8 +1,11 @@
 // Starting and stopping the daemon, and the command-line forms a user (or mount(8) reading
 // fstab) uses to start it.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -143,6 +146,22 @@ TEST_F(Daemon, RelativeMountpointWorks) {
     Mount mount(mountpoint, {"-o", "lowerdir=lower", "mnt"}, MountOptions::started_in(temp.path()));
     ASSERT_TRUE(mount.mounted()) << mount.describe();
     EXPECT_EQ(read_file(mountpoint + "/hello"), "hello from the lower\n");
+}
+
+TEST_F(Daemon, SigtermUnmountsARelativeMountpoint) {
+    // libfuse changes to / before serving and unmounts by the path it was given after a
+    // signal: a relative mountpoint used to stay mounted (dead) after SIGTERM.
+    MountOptions options = MountOptions::in_foreground();
+    options.cwd = temp.path();
+    Mount mount(mountpoint, {"-f", "-o", "lowerdir=lower", "mnt"}, options);
+    ASSERT_TRUE(mount.mounted()) << mount.describe();
+    ASSERT_EQ(::kill(mount.foreground_pid(), SIGTERM), 0) << std::strerror(errno);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (mount.foreground_running() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_FALSE(mount.foreground_running()) << "the daemon ignored SIGTERM";
+    EXPECT_FALSE(find_mount(mountpoint).has_value()) << "still mounted after SIGTERM";
 }
 
 TEST(DaemonCommandLine, HelpExitsZeroAndDescribesLowerdir) {
