@@ -8,6 +8,8 @@
 //
 // This file: whose a new object is, permissions, setuid/setgid, extended attributes, ACLs and the
 // umask.
+#include <grp.h>
+
 #include "write_union_fixture.hpp"
 
 namespace layerfs::test {
@@ -95,6 +97,40 @@ TEST_F(WriteUnion, SetgidDirectoryGivesItsGroup) {
             EXPECT_TRUE(has_mode(prefix, S_IFDIR | 02777));
         }
     }
+}
+
+// The kernel lets a member of the directory's group in; the daemon, acting as the caller,
+// knows only the caller's primary group and must still make the objects, owned right.
+TEST_F(WriteUnion, GroupMembersCreateInAGroupWritableDirectory) {
+    REQUIRE_ROOT_OR_SKIP();
+    constexpr gid_t kDirGroup = 4322;
+    let_other_users_reach_the_mount();
+    ASSERT_NO_FATAL_FAILURE(mount_union());
+    ASSERT_EQ(::mkdir(in_mount("team").c_str(), 0770), 0) << std::strerror(errno);
+    ASSERT_EQ(::chown(in_mount("team").c_str(), 0, kDirGroup), 0) << std::strerror(errno);
+    ASSERT_EQ(::chmod(in_mount("team").c_str(), 0770), 0) << std::strerror(errno);
+
+    const std::string team = in_mount("team");
+    const int created = run_in_child([&]() -> int {
+        const gid_t groups[] = {kDirGroup};
+        if (::setgroups(1, groups) != 0) return errno;
+        if (::setresgid(kUserGroup, kUserGroup, kUserGroup) != 0) return errno;
+        if (::setresuid(kUserId, kUserId, kUserId) != 0) return errno;
+        if (const int error = create_file(team + "/file", "member")) return error;
+        if (::mkdir((team + "/dir").c_str(), 0750) != 0) return errno;
+        if (::symlink("file", (team + "/link").c_str()) != 0) return errno;
+        return 0;
+    });
+    ASSERT_EQ(created, 0) << child_result(created);
+    for (const std::string& root : {mountpoint, upper_layer}) {
+        SCOPED_TRACE(root);
+        for (const char* name : {"file", "dir", "link"}) {
+            EXPECT_TRUE(has_owner(root + "/team/" + name, kUserId, kUserGroup)) << name;
+        }
+        EXPECT_TRUE(has_mode(root + "/team/file", S_IFREG | 0644));
+        EXPECT_TRUE(has_mode(root + "/team/dir", S_IFDIR | 0750));
+    }
+    EXPECT_EQ(read_file(in_upper("team/file")), "member");
 }
 
 TEST_F(WriteUnion, WriteByTheOwnerClearsSetuidAndSetgid) {
