@@ -47,6 +47,17 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         copied->second->lookups_++;
         copied->second->add_alias(alias);
         return copied->second->shared_from_this();
+    } else if (auto completing = superseded_.find(key);
+               completing != superseded_.end() && !completing->second->unlinked()) {
+        // The metadata-only file a completion is replacing (see supersede). The kernel may
+        // have forgotten the node meanwhile: the table holds it again.
+        const NodePtr& node = completing->second;
+        auto [held, inserted] = by_key_.try_emplace(Key{node->real_, key.type}, node);
+        if (inserted || held->second == node) {
+            node->lookups_++;
+            node->add_alias(alias);
+            return node;
+        }
     }
     auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino, in_upper);
     node->lookups_ = 1;
@@ -106,18 +117,46 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
 void InodeTable::rekey(Node& node, RealId real) {
     std::lock_guard lock(mutex_);
     const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
+    if (&node != root_.get() && !node.origin_) {
+        auto it = by_key_.find(Key{node.real_, type});
+        if (it != by_key_.end() && it->second.get() == &node) {
+            node.origin_ = node.real_;
+            by_origin_[Key{node.real_, type}] = &node;
+        }
+    }
+    move_key(node, real);
+}
+
+void InodeTable::supersede(const NodePtr& node, RealId real) {
+    std::lock_guard lock(mutex_);
+    superseded_[Key{node->real_, static_cast<mode_t>(node->type() & S_IFMT)}] = node;
+    move_key(*node, real);
+}
+
+void InodeTable::end_superseded(RealId old, mode_t type) {
+    NodePtr released;  // freed after the lock is dropped
+    std::lock_guard lock(mutex_);
+    auto it = superseded_.find(Key{old, static_cast<mode_t>(type & S_IFMT)});
+    if (it == superseded_.end()) return;
+    released = std::move(it->second);
+    superseded_.erase(it);
+}
+
+void InodeTable::replace_key(Node& node, RealId real) {
+    std::lock_guard lock(mutex_);
+    move_key(node, real);
+}
+
+// A node a removed object left under REAL steps aside.
+void InodeTable::move_key(Node& node, RealId real) {
+    const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
     if (&node == root_.get()) {
         node.real_ = real;
         return;
     }
     auto it = by_key_.find(Key{node.real_, type});
-    const RealId before = node.real_;
     node.real_ = real;
     if (it == by_key_.end() || it->second.get() != &node) return;  // forgotten already
-    if (!node.origin_) {
-        node.origin_ = before;
-        by_origin_[Key{before, type}] = &node;
-    }
     NodePtr held = std::move(it->second);
     by_key_.erase(it);
     auto [slot, inserted] = by_key_.try_emplace(Key{real, type}, held);

@@ -209,7 +209,7 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
     const core::RealId before{meta_st->st_dev, meta_st->st_ino};
     if (!read_metacopy_marks(meta->get(), "").metacopy) {
         // Completed through another node of the same object: this one adopts the result.
-        fs.nodes().rekey(*node, before);
+        fs.nodes().replace_key(*node, before);
         node->set_placement(without_data(placement), true);
         return {};
     }
@@ -220,6 +220,16 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
         data = std::move(*opened);
     }
 
+    // Ends once the old file is gone with the temp below (declared first, destroyed last).
+    struct Superseded {
+        core::InodeTable& nodes;
+        core::RealId old;
+        mode_t type;
+        bool active = false;
+        ~Superseded() {
+            if (active) nodes.end_superseded(old, type);
+        }
+    } superseded{fs.nodes(), before, node->type()};
     WorkTemp temp(fs.stack());
     auto out = sys::open_at(temp.work_fd(), temp.name(), O_CREAT | O_EXCL | O_WRONLY, 0600);
     if (!out) return out.error();
@@ -233,21 +243,23 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
     // A completion is not a change of the parent directory: its times stay as they were.
     auto parent_before = sys::stat_fd(where->dir->get());
     if (!parent_before) return parent_before.error();
-    // As in copy-up, the node takes the new file's number before the file shows.
-    fs.nodes().rekey(*node, core::RealId{built_st->st_dev, built_st->st_ino});
+    // As in copy-up, the node takes the new file's number before the file shows; a lookup
+    // that still sees the old file is given this node too.
+    fs.nodes().supersede(node, core::RealId{built_st->st_dev, built_st->st_ino});
+    superseded.active = true;
     // Swapped, not renamed over: what comes out must be the file copied from. A request that
     // removed or replaced the name meanwhile (it holds the parent's lock, not this node's)
     // gets its object back.
     if (auto moved = temp.move_into_place(where->dir->get(), where->name, RENAME_EXCHANGE);
         !moved) {
-        fs.nodes().rekey(*node, before);
+        fs.nodes().replace_key(*node, before);
         return moved.error();
     }
     auto swapped = sys::stat_at(temp.work_fd(), temp.name());
     if (!swapped || swapped->st_dev != before.dev || swapped->st_ino != before.ino) {
         ::renameat2(temp.work_fd(), temp.name().c_str(), where->dir->get(), where->name.c_str(),
                     RENAME_EXCHANGE);
-        fs.nodes().rekey(*node, before);
+        fs.nodes().replace_key(*node, before);
         return Errno{ENOENT};
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};

@@ -32,6 +32,18 @@ class InodeTable {
     // the same node. The object it was copied from stays known as the node's origin.
     void rekey(Node& node, RealId real);
 
+    // NODE's object is now REAL, which replaced the one it had (a completed metacopy): unlike
+    // rekey, the old number is no origin, as it leaves the filesystem.
+    void replace_key(Node& node, RealId real);
+
+    // NODE's metadata-only copy is being replaced by its completed copy REAL. Until
+    // end_superseded, a walk that still saw the old file (its number OLD, the node's key
+    // until now) is given NODE: one object, one node. The node's origin stays the lower
+    // object it was copied from.
+    void supersede(const NodePtr& node, RealId real);
+    // The old file is gone: its number may belong to a new object from now on.
+    void end_superseded(RealId old, mode_t type);
+
     // The live node whose object was copied up from the lower object REAL, if any; the
     // lookup count is not touched. A lookup that finds REAL itself in a lower layer raced
     // that copy-up (or a rename that followed it): the union no longer shows REAL there.
@@ -51,6 +63,9 @@ class InodeTable {
     std::size_t size() const;
 
   private:
+    // replace_key under mutex_.
+    void move_key(Node& node, RealId real);
+
     // The type is part of the key: an object replaced under a recycled inode number must
     // not be mistaken for the node the kernel still holds.
     struct Key {
@@ -74,6 +89,8 @@ class InodeTable {
     std::unordered_map<const Node*, NodePtr> detached_;
     // Lower object -> the node its copy-up made, for as long as the table holds that node.
     std::unordered_map<Key, Node*, KeyHash> by_origin_;
+    // Metadata-only copies being completed -> their node (see supersede).
+    std::unordered_map<Key, NodePtr, KeyHash> superseded_;
     std::uint64_t next_serial_ = 1;
 };
 
