@@ -168,6 +168,29 @@ TEST_F(BadInput, UpperdirInsideALowerdir) {
         mountpoint, {upper, lower});
 }
 
+// Lowers that share their parents: the walk up from the last one meets directories the
+// first ones passed (known to lie below neither), and must still find the upper or work
+// dir above it.
+TEST_F(BadInput, LowerdirInsideUpperdirOrWorkdirAfterSiblingLowers) {
+    const std::string upper = path("upper");
+    const std::string work = path("work");
+    for (const std::string& dir :
+         {path("layers/a"), path("layers/b"), upper + "/deep/inner", work + "/deep/inner"}) {
+        make_dir(dir);
+    }
+    for (const auto& [own, role] : {std::pair{upper, "upperdir"}, {work, "workdir"}}) {
+        SCOPED_TRACE(role);
+        const std::string inner = own + "/deep/inner";
+        const RunResult result =
+            run_layerfs({"-o",
+                         "lowerdir=" + path("layers/a") + ":" + path("layers/b") + ":" + inner +
+                             ",upperdir=" + upper + ",workdir=" + work,
+                         mountpoint});
+        expect_rejected(result, mountpoint, {inner});
+        EXPECT_NE(result.err.find(inner + ": inside " + role), std::string::npos) << result.err;
+    }
+}
+
 TEST_F(BadInput, SameDirectoryTwiceAsLowers) {
     expect_rejected(run_layerfs({"-o", "lowerdir=" + lower + ":" + lower, mountpoint}), mountpoint,
                     {lower});
