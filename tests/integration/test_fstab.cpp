@@ -120,7 +120,11 @@ TEST_F(Fstab, FuseTypeEntryMountsThroughMountFuse3) {
     if (!binary.ok()) GTEST_SKIP() << binary.why();
     write_file(dir_ / "fstab", "# a test entry\nlayerfs " + mnt() + " fuse.layerfs " + layers() +
                                    ",allow_other,nofail 0 0\n");
-    const RunResult mounted = run_command({"mount", "-T", dir_ / "fstab", mnt()});
+    // mount(8) takes a source that names a file in its working directory for that file's
+    // path: run it where no "layerfs" is (a build directory has one).
+    RunOptions in_test_dir;
+    in_test_dir.cwd = dir_.path();
+    const RunResult mounted = run_command({"mount", "-T", dir_ / "fstab", mnt()}, in_test_dir);
     ASSERT_TRUE(mounted.succeeded()) << mounted.describe();
     const std::optional<MountInfoEntry> entry = find_mount(mnt());
     ASSERT_TRUE(entry);
