@@ -1,13 +1,13 @@
 // mount.layerfs: the helper mount(8) runs for `mount -t layerfs SPEC DIR -o OPTS`, called
 // as `mount.layerfs SPEC DIR [-sfnv] [-N NS] [-o OPTS]`. Its flags are mount(8)'s, not
 // layerfs's (-f means "fake", not "foreground"), so it maps them and runs layerfs.
-#include <unistd.h>
-
-#include <climits>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "layerfs/cli/exec_sibling.hpp"
 
 #ifndef LAYERFS_INSTALLED_BINARY
 #define LAYERFS_INSTALLED_BINARY "/usr/local/bin/layerfs"
@@ -46,18 +46,7 @@ int main(int argc, char** argv) {
     std::vector<char*> exec_argv;
     for (std::string& arg : args) exec_argv.push_back(arg.data());
     exec_argv.push_back(nullptr);
-    // Beside this helper's real file first (a build tree, or an install where sbin is bin),
-    // then the configured install path. /proc/self/exe, not argv[0]: mount(8) runs the
-    // helper as /sbin/mount.layerfs, which may be a symlink into a build tree.
-    char self[PATH_MAX];
-    const ssize_t length = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (length > 0) {
-        std::string sibling(self, static_cast<std::size_t>(length));
-        sibling = sibling.substr(0, sibling.rfind('/') + 1) + "layerfs";
-        if (::access(sibling.c_str(), X_OK) == 0) ::execv(sibling.c_str(), exec_argv.data());
-    }
-    ::execv(LAYERFS_INSTALLED_BINARY, exec_argv.data());
-    ::execvp("layerfs", exec_argv.data());
+    layerfs::cli::exec_sibling("layerfs", LAYERFS_INSTALLED_BINARY, exec_argv.data());
     std::fprintf(stderr, "mount.layerfs: cannot run layerfs: %s\n", std::strerror(errno));
     return 1;
 }
