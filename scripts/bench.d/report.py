@@ -13,8 +13,10 @@ from mounts import TARGET_KEYS
 from workloads import SESSIONS, runs_on, session_of
 
 # Ratio columns: (target, against); layerfs metacopy=on only against its kernel peer.
+# layerfs-metacopy / fuse-overlayfs: the chown/chmod target is layerfs copying
+# metadata only against fuse-overlayfs copying every byte.
 RATIO_PAIRS = [("layerfs", "kernel"), ("layerfs", "kernel-metacopy"), ("layerfs", "fuse-overlayfs"),
-               ("layerfs-metacopy", "kernel-metacopy")]
+               ("layerfs-metacopy", "kernel-metacopy"), ("layerfs-metacopy", "fuse-overlayfs")]
 
 # The rows of the table: key, label, unit kind. Kinds: "time" (seconds, lower is better),
 # "rate:UNIT" (per second, higher is better), "mem" (bytes, lower
