@@ -116,16 +116,18 @@ Result<std::optional<std::optional<sys::UniqueFd>>> build_in_place(const Union& 
         return made.error();
     }
     // The filesystem decides the group and the setgid bit by its own rules (a setgid
-    // parent; the caller's groups, which we do not know): ours are the union's.
+    // parent; the caller's groups, which we do not know): ours are the union's. A create
+    // that fails takes its object away again.
     auto st = sys::stat_at(dirfd, name);
-    if (!st) return st.error();
-    if ((st->st_uid != id.uid || st->st_gid != id.gid) &&
-        ::fchownat(dirfd, name.c_str(), id.uid, id.gid, AT_SYMLINK_NOFOLLOW) != 0) {
-        return last_errno();
-    }
-    if (!S_ISLNK(what.mode) && (st->st_mode & 07777) != id.mode &&
-        ::fchmodat(dirfd, name.c_str(), id.mode, 0) != 0) {
-        return last_errno();
+    const bool owned =
+        st && ((st->st_uid == id.uid && st->st_gid == id.gid) ||
+               ::fchownat(dirfd, name.c_str(), id.uid, id.gid, AT_SYMLINK_NOFOLLOW) == 0);
+    const bool moded = owned && (S_ISLNK(what.mode) || (st->st_mode & 07777) == id.mode ||
+                                 ::fchmodat(dirfd, name.c_str(), id.mode, 0) == 0);
+    if (!moded) {
+        const Errno error = st ? Errno{errno} : st.error();
+        ::unlinkat(dirfd, name.c_str(), S_ISDIR(what.mode) ? AT_REMOVEDIR : 0);
+        return error;
     }
     return Outcome(std::move(*made));
 }
