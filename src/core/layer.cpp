@@ -4,7 +4,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
+#include <optional>
+#include <utility>
 
 #include "layerfs/core/stack.hpp"
 #include "layerfs/core/upper_setup.hpp"
@@ -37,24 +41,70 @@ Checked<OpenedDir> open_dir(const std::string& role, const std::string& path, bo
     return OpenedDir{role, path, std::move(*fd), RealId{st->st_dev, st->st_ino}};
 }
 
-// True when the directory open at FD is ANCESTOR or lies below it. Walks ".." (which
-// crosses mount points) instead of comparing path strings, so links and bind mounts
-// cannot hide a nesting.
-bool is_within(int fd, RealId ancestor) {
-    auto current = sys::reopen(fd, O_PATH | O_DIRECTORY);
-    if (!current) return false;
-    for (;;) {
-        auto st = sys::stat_fd(current->get());
-        if (!st) return false;
-        if (RealId{st->st_dev, st->st_ino} == ancestor) return true;
-        auto parent = sys::open_dir_path(current->get(), "..");
-        if (!parent) return false;
-        auto parent_st = sys::stat_fd(parent->get());
-        if (!parent_st) return false;
-        if (parent_st->st_dev == st->st_dev && parent_st->st_ino == st->st_ino) return false;
-        current = std::move(parent);
+struct RealIdLess {
+    bool operator()(const RealId& a, const RealId& b) const {
+        return std::pair(a.dev, a.ino) < std::pair(b.dev, b.ino);
     }
+};
+using KnownHolders = std::map<RealId, std::optional<std::size_t>, RealIdLess>;
+
+// The directory open at FD and its ancestors up to the root. Walks ".." (which crosses
+// mount points) instead of comparing path strings, so links and bind mounts cannot hide a
+// nesting. Stops early at a directory in STOP_AT (included), or where ".." cannot be read.
+std::vector<RealId> chain_up(int fd, const KnownHolders* stop_at) {
+    std::vector<RealId> chain;
+    auto current = sys::reopen(fd, O_PATH | O_DIRECTORY);
+    if (!current) return chain;
+    auto st = sys::stat_fd(current->get());
+    while (st) {
+        const RealId id{st->st_dev, st->st_ino};
+        chain.push_back(id);
+        if (stop_at && stop_at->contains(id)) break;
+        auto parent = sys::open_dir_path(current->get(), "..");
+        if (!parent) break;
+        auto parent_st = sys::stat_fd(parent->get());
+        if (!parent_st || (parent_st->st_dev == id.dev && parent_st->st_ino == id.ino)) break;
+        current = std::move(parent);
+        st = parent_st;
+    }
+    return chain;
 }
+
+// True when the directory open at FD is ANCESTOR or lies below it.
+bool is_within(int fd, RealId ancestor) {
+    const std::vector<RealId> chain = chain_up(fd, nullptr);
+    return std::find(chain.begin(), chain.end(), ancestor) != chain.end();
+}
+
+// Which of a few directories (the upper and the workdir) holds each directory asked about.
+// It remembers every directory its walks passed: hundreds of lowers side by side cost one
+// step up each instead of a walk to the root each (a 500-layer mount spent most of its
+// start there).
+class Containment {
+  public:
+    explicit Containment(std::vector<RealId> outers) : outers_(std::move(outers)) {}
+
+    // The index in the outers of the one that is FD's directory or an ancestor of it.
+    std::optional<std::size_t> outer_of(int fd) {
+        const std::vector<RealId> chain = chain_up(fd, &known_);
+        std::optional<std::size_t> found;
+        if (!chain.empty()) {
+            if (auto it = known_.find(chain.back()); it != known_.end()) found = it->second;
+        }
+        // From the top down: a directory's answer is its own, else its parent's.
+        for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+            for (std::size_t i = 0; i < outers_.size(); ++i) {
+                if (outers_[i] == *it) found = i;
+            }
+            known_.emplace(*it, found);
+        }
+        return found;
+    }
+
+  private:
+    std::vector<RealId> outers_;
+    KnownHolders known_;
+};
 
 Checked<void> check_distinct(const std::vector<const OpenedDir*>& dirs) {
     for (std::size_t i = 0; i < dirs.size(); ++i) {
@@ -127,10 +177,22 @@ Checked<std::unique_ptr<Stack>> Stack::open(const StackSpec& spec, std::size_t d
         for (auto [inner, outer] : {std::pair{&*upper, &*work}, std::pair{&*work, &*upper}}) {
             if (auto nested = check_not_nested(*inner, *outer); !nested) return nested.error();
         }
+        const std::vector<const OpenedDir*> own = {&*upper, &*work};
+        std::vector<std::vector<RealId>> own_chains;
+        for (const OpenedDir* dir : own) own_chains.push_back(chain_up(dir->fd.get(), nullptr));
+        Containment holders({upper->id, work->id});
         for (const OpenedDir& lower : lowers) {
-            for (const OpenedDir* own : {&*upper, &*work}) {
-                if (auto nested = check_not_nested(*own, lower); !nested) return nested.error();
-                if (auto nested = check_not_nested(lower, *own); !nested) return nested.error();
+            const std::optional<std::size_t> holder = holders.outer_of(lower.fd.get());
+            for (std::size_t i = 0; i < own.size(); ++i) {
+                const std::vector<RealId>& chain = own_chains[i];
+                if (std::find(chain.begin(), chain.end(), lower.id) != chain.end()) {
+                    return problem(own[i]->role, own[i]->path,
+                                   "inside " + lower.role + " " + lower.path);
+                }
+                if (holder == i) {
+                    return problem(lower.role, lower.path,
+                                   "inside " + own[i]->role + " " + own[i]->path);
+                }
             }
         }
     }
