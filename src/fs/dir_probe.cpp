@@ -12,10 +12,11 @@
 namespace layerfs::fs {
 namespace {
 
-// Listed at once only up to this st_size: a listing's cost grows with the directory, a
-// stat's does not, and a directory met by a lookup is not always entered. Small directories
-// (one block on ext4) are the common case in image layers.
-constexpr off_t kListAtOnceMaxSize = 64 * 1024;
+// Listed at once only up to this many entries (about 64 KiB of ext4 directory): a listing's
+// cost grows with the directory, a stat's does not, and a directory met by a lookup is not
+// always entered. Small directories are the common case in image layers. Counted while
+// reading: st_size says nothing on some filesystems, and a stat would cost what this saves.
+constexpr std::size_t kListAtOnceMaxEntries = 2048;
 
 // The same reading of overlay.opaque as read_dir_marks, from the open fd.
 DirMarks xattr_marks(int fd) {
@@ -38,21 +39,25 @@ DirMarks xattr_marks(int fd) {
 
 }  // namespace
 
-Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list) {
+Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list, bool stat) {
     // One name, O_NOFOLLOW and O_DIRECTORY: a symlink, a device or a FIFO is refused before
     // anything is opened, and nothing leads outside the layer.
     auto fd = sys::open_at(dirfd, name, O_RDONLY | O_DIRECTORY);
     if (!fd) return fd.error();
-    auto st = sys::stat_fd(fd->get());
-    if (!st) return st.error();
     ProbedDir probed;
-    probed.st = *st;
+    if (stat) {
+        auto st = sys::stat_fd(fd->get());
+        if (!st) return st.error();
+        probed.st = *st;
+    }
     probed.marks = xattr_marks(fd->get());
     std::optional<std::vector<sys::DirEntry>> entries;
-    if (list && st->st_size <= kListAtOnceMaxSize) {
+    if (list) {
         // The fd is fresh: its offset is the start. It keeps the offset where the listing
         // ended, which no *at() call it serves later looks at.
-        if (auto listed = sys::read_open_dir(fd->get())) entries = std::move(*listed);
+        if (auto listed = sys::read_open_dir(fd->get(), kListAtOnceMaxEntries)) {
+            entries = std::move(*listed);
+        }
     }
     if (!probed.marks.opaque) {
         if (entries) {

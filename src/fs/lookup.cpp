@@ -17,7 +17,10 @@ namespace {
 
 // What one layer says about the name.
 struct LayerAnswer {
-    std::optional<struct stat> st;    // the object, unless absent or a whiteout
+    std::optional<mode_t> type;  // the object's S_IFMT, unless absent or a whiteout
+    // Its attributes: always for a non-directory; for a directory only when the walk asked
+    // (its first hit), as the directories below it contribute their names only.
+    std::optional<struct stat> st;
     bool whiteout = false;            // the name is deleted for this layer and below
     bool hides_below = false;         // an OCI .wh.NAME beside an object: it hides only below
     DirMarks marks;                   // for a directory
@@ -55,14 +58,14 @@ struct Walk {
             stop = true;
             return;
         }
-        if (!answer.st) return;
-        const struct stat& st = *answer.st;
-        const bool is_dir = S_ISDIR(st.st_mode);
+        if (!answer.type) return;
+        const bool is_dir = S_ISDIR(*answer.type);
         if (!hit) {
-            hit = LookupHit{st, core::Placement{layer, {}, {}, {}}, {}};
+            hit = LookupHit{*answer.st, core::Placement{layer, {}, {}, {}}, {}};
             if (!is_dir) {
                 stop = true;
-                if (S_ISREG(st.st_mode) && answer.metacopy.metacopy) follow_metacopy(layer, answer);
+                if (S_ISREG(*answer.type) && answer.metacopy.metacopy)
+                    follow_metacopy(layer, answer);
                 return;
             }
         } else if (!is_dir) {
@@ -93,9 +96,9 @@ struct Walk {
             stop = true;
             return;
         }
-        if (!answer.st) return;
+        if (!answer.type) return;
         stop = true;
-        if (!S_ISREG(answer.st->st_mode)) return;
+        if (!S_ISREG(*answer.type)) return;
         if (!answer.metacopy.metacopy) {
             data_layer = layer;
             data_blocks = answer.st->st_blocks;
@@ -108,7 +111,7 @@ struct Walk {
 Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
                               const core::Placement& parent_placement, std::size_t layer,
                               const std::string& name, const NameKeys& keys, bool below_matters,
-                              bool learn) {
+                              bool need_attrs, bool learn) {
     LayerAnswer answer;
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
@@ -135,23 +138,26 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     // says the name is a directory, that open replaces the stat too.
     const bool lower = !fs.stack().layer(layer).is_upper();
     std::optional<ProbedDir> probed;
-    Result<struct stat> st = Errno{ENOENT};
+    std::optional<struct stat> st;
     if (lower && names && names->type_of(keys.name) == DT_DIR) {
-        if (auto dir_probe = probe_dir(dirfd, name, learn)) {
+        if (auto dir_probe = probe_dir(dirfd, name, learn, need_attrs)) {
             st = dir_probe->st;
             probed = std::move(*dir_probe);
         }
     }
     if (!probed) {
-        st = sys::stat_at(dirfd, name);
-        if (!st && st.error().value != ENOENT) return st.error();
+        auto stat = sys::stat_at(dirfd, name);
+        if (!stat && stat.error().value != ENOENT) return stat.error();
+        if (stat) st = *stat;
         if (st && lower && S_ISDIR(st->st_mode)) {
-            if (auto dir_probe = probe_dir(dirfd, name, learn)) {
-                st = dir_probe->st;
+            if (auto dir_probe = probe_dir(dirfd, name, learn, false))
                 probed = std::move(*dir_probe);
-            }
         }
     }
+    // A directory the probe opened is known to be one even when it was not stat'ed.
+    const std::optional<mode_t> type =
+        probed ? std::optional<mode_t>(S_IFDIR)
+               : (st ? std::optional<mode_t>(st->st_mode & S_IFMT) : std::nullopt);
     const bool deleted_here =
         st && (is_whiteout(*st) || (parent_placement.has_xattr_whiteouts(layer) &&
                                     is_xattr_whiteout(dirfd, name, *st)));
@@ -161,20 +167,20 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     }
     if (marker_possible && sys::stat_at(dirfd, *keys.marker)) {
         // OCI: a whiteout applies to the layers below, never to its own layer.
-        if (!st) {
+        if (!type) {
             answer.whiteout = true;
             return answer;
         }
         answer.hides_below = true;
     }
-    if (!st) return answer;
+    if (!type) return answer;
     // A metadata-only file takes its data from a layer below (by the same name, or where a
     // redirect points, maybe outside the parent's layers): a file in the bottom layer cannot
     // be one. One listxattr, asked of regular files only.
-    if (S_ISREG(st->st_mode) && layer + 1 < fs.stack().layers().size()) {
+    if (S_ISREG(*type) && layer + 1 < fs.stack().layers().size()) {
         answer.metacopy = read_metacopy_marks(dirfd, name);
     }
-    if (S_ISDIR(st->st_mode)) {
+    if (S_ISDIR(*type)) {
         // Opaqueness matters only when layers below are asked; xattr whiteouts matter for the
         // directory's own entries even at the bottom.
         const bool opaque_matters = below_matters && !answer.hides_below;
@@ -183,7 +189,8 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         answer.marks.has_xattr_whiteouts = marks.has_xattr_whiteouts;
         if (probed && learn) answer.learnt = LearntDir{layer, probed->fd, probed->names};
     }
-    answer.st = *st;
+    answer.type = type;
+    answer.st = st;
     return answer;
 }
 
@@ -213,8 +220,9 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
     for (std::size_t i = 0; i < layers.size() && !walk.stop; ++i) {
         if (lowers_only && fs.stack().layer(layers[i]).is_upper()) continue;
         const bool below_matters = i + 1 < layers.size();
-        auto answer =
-            ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters, learn);
+        const bool need_attrs = !walk.hit || walk.seeking_data;
+        auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
+                                need_attrs, learn);
         if (!answer) return answer.error();
         walk.see(layers[i], *answer);
     }

@@ -95,7 +95,7 @@ Result<std::vector<DirEntry>> read_dir_entries(int fd) {
     return read_open_dir(own->get());
 }
 
-Result<std::vector<DirEntry>> read_open_dir(int fd) {
+Result<std::vector<DirEntry>> read_open_dir(int fd, std::size_t max_entries) {
     // getdents64 directly: a DIR stream would add an fcntl and an allocation per directory,
     // and a lookup in a stack of hundreds of layers lists that many directories.
     std::vector<DirEntry> entries;
@@ -111,6 +111,7 @@ Result<std::vector<DirEntry>> read_open_dir(int fd) {
             if (name == "." || name == "..") continue;
             entries.push_back(DirEntry{std::string(name), ent->d_type, ent->d_ino});
         }
+        if (entries.size() > max_entries) return Errno{E2BIG};
     }
     return entries;
 }

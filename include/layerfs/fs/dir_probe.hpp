@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <optional>
 #include <string>
 
 #include "layerfs/core/dir_fd_cache.hpp"
@@ -17,16 +18,16 @@ namespace layerfs::fs {
 
 struct ProbedDir {
     core::SharedFd fd;  // open for reading: serves as the directory's cached fd afterwards
-    struct stat st;
-    DirMarks marks;  // its overlay.opaque xattrs and the OCI opaque marker inside it
+    std::optional<struct stat> st;  // when asked for
+    DirMarks marks;                 // its overlay.opaque xattrs and the OCI opaque marker inside it
     // Its names, when it was small enough to list now (an index for lookups inside it).
     core::SharedDirNames names;
 };
 
-// Opens NAME under DIRFD as a directory, never through a symlink, and reads its attributes,
-// its marks and (for a directory that LIST allows and that is small) its names from the
-// open fd. Fails when NAME is no directory this process may read (ENOTDIR, ELOOP, ENOENT,
-// EACCES, ...): the caller then asks the way it asks of any other name.
-Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list);
+// Opens NAME under DIRFD as a directory, never through a symlink, and reads its marks,
+// (when STAT) its attributes and (when LIST, and it is small) its names from the open fd.
+// Fails when NAME is no directory this process may read (ENOTDIR, ELOOP, ENOENT, EACCES,
+// ...): the caller then asks the way it asks of any other name.
+Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list, bool stat);
 
 }  // namespace layerfs::fs
