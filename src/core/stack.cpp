@@ -107,13 +107,9 @@ void Stack::remember_lower_names(const Node& node, std::size_t layer,
     lower_names_.insert(node.serial(), layer, std::make_shared<const DirNames>(entries));
 }
 
-void Stack::adopt_lower_dir(const Node& node, std::size_t layer, SharedFd fd,
-                            SharedDirNames names) {
-    if (layers_[layer].is_upper()) return;
-    dirs_.insert(node.serial(), layer, std::move(fd));
-    if (names && !lower_names_.has(node.serial(), layer)) {
-        lower_names_.insert(node.serial(), layer, std::move(names));
-    }
+void Stack::adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names) {
+    if (layers_[layer].is_upper() || lower_names_.has(node.serial(), layer)) return;
+    lower_names_.insert(node.serial(), layer, std::move(names));
 }
 
 }  // namespace layerfs::core

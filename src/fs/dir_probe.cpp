@@ -70,7 +70,7 @@ Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list, bool 
         }
     }
     if (entries) probed.names = std::make_shared<const core::DirNames>(*entries);
-    probed.fd = std::make_shared<const sys::UniqueFd>(std::move(*fd));
+    probed.fd = std::move(*fd);
     return probed;
 }
 

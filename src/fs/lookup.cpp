@@ -187,22 +187,21 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         const DirMarks marks = probed ? probed->marks : read_dir_marks(dirfd, name, opaque_matters);
         answer.marks.opaque = opaque_matters && marks.opaque;
         answer.marks.has_xattr_whiteouts = marks.has_xattr_whiteouts;
-        if (probed && learn) answer.learnt = LearntDir{layer, probed->fd, probed->names};
+        if (probed && learn && probed->names) answer.learnt = LearntDir{layer, probed->names};
     }
     answer.type = type;
     answer.st = st;
     return answer;
 }
 
-// Hands what the walk read of a directory's lower layers to the stack, keyed by NODE. Only
-// when NODE's name is the one walked: the fds were opened at PARENT/NAME in each layer.
+// Hands the names the walk read of a directory's lower layers to the stack, keyed by NODE:
+// only when NODE's name is the one walked, as they are those of PARENT/NAME in each layer.
 void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
                   const std::string& name, const std::vector<LearntDir>& learnt) {
     if (learnt.empty() || !node.is_dir()) return;
     const core::Alias alias = node.alias();
     if (alias.parent.get() != &parent || alias.name != name) return;
-    for (const LearntDir& dir : learnt)
-        fs.stack().adopt_lower_dir(node, dir.layer, dir.fd, dir.names);
+    for (const LearntDir& dir : learnt) fs.stack().adopt_lower_names(node, dir.layer, dir.names);
 }
 
 }  // namespace

@@ -61,8 +61,7 @@ TEST_F(DirProbeTest, ReadsAPlainDirectoryAndListsIt) {
     EXPECT_EQ(probed->names->type_of(core::DirNames::Key("sub")), DT_DIR);
     EXPECT_EQ(probed->names->type_of(core::DirNames::Key("file")), DT_REG);
     EXPECT_EQ(probed->names->type_of(core::DirNames::Key("other")), std::nullopt);
-    // The fd serves as the directory's fd afterwards.
-    EXPECT_TRUE(sys::stat_at(probed->fd->get(), "sub"));
+    EXPECT_TRUE(sys::stat_at(probed->fd.get(), "sub")) << "the fd is the directory's";
 }
 
 TEST_F(DirProbeTest, SeesTheOpaqueMarksInEveryForm) {

@@ -1,7 +1,6 @@
-// A bounded LRU of directory fds (O_PATH, or read-only where a lookup opened one to read it),
-// keyed by (node serial, layer). Nodes hold no fds; this makes reaching a directory one
-// openat() from its cached parent instead of a walk from the layer root, while the number
-// of open fds stays a fixed fraction of the limit.
+// A bounded LRU of O_PATH directory fds, keyed by (node serial, layer). Nodes hold no fds;
+// this makes reaching a directory one openat() from its cached parent instead of a walk
+// from the layer root, while the number of open fds stays a fixed fraction of the limit.
 #pragma once
 
 #include <cstddef>

@@ -86,7 +86,7 @@ class Stack {
     void forget_dir_fd(const Node& node, std::size_t layer) { dirs_.erase(node.serial(), layer); }
     const InoMapper& inos() const { return inos_; }
 
-    // An fd of directory NODE in LAYER (O_PATH or read-only), walking down from the nearest cached
+    // The O_PATH fd of directory NODE in LAYER, walking down from the nearest cached
     // ancestor. Every step is one name with O_NOFOLLOW: nothing in a layer leads outside.
     Result<SharedFd> dir_fd(const Node& node, std::size_t layer);
 
@@ -107,9 +107,8 @@ class Stack {
     // Indexes directory NODE of the lower LAYER from a listing made anyway.
     void remember_lower_names(const Node& node, std::size_t layer,
                               const std::vector<sys::DirEntry>& entries);
-    // Takes what a lookup learnt of directory NODE in the lower LAYER while finding it: its
-    // fd (open on NODE's name in its parent's directory of LAYER) and its names (or null).
-    void adopt_lower_dir(const Node& node, std::size_t layer, SharedFd fd, SharedDirNames names);
+    // Indexes directory NODE of the lower LAYER with names a lookup listed while finding it.
+    void adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names);
 
   private:
     Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,

@@ -9,15 +9,15 @@
 #include <optional>
 #include <string>
 
-#include "layerfs/core/dir_fd_cache.hpp"
 #include "layerfs/core/name_index.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/result.hpp"
+#include "layerfs/sys/unique_fd.hpp"
 
 namespace layerfs::fs {
 
 struct ProbedDir {
-    core::SharedFd fd;  // open for reading: serves as the directory's cached fd afterwards
+    sys::UniqueFd fd;               // open for reading
     std::optional<struct stat> st;  // when asked for
     DirMarks marks;                 // its overlay.opaque xattrs and the OCI opaque marker inside it
     // Its names, when it was small enough to list now (an index for lookups inside it).

@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "layerfs/core/dir_fd_cache.hpp"
 #include "layerfs/core/name_index.hpp"
 #include "layerfs/core/node.hpp"
 #include "layerfs/fs/union.hpp"
@@ -14,11 +13,10 @@
 
 namespace layerfs::fs {
 
-// A lower directory of a hit, read while walking: its fd and names, for the node's caches.
+// The names of a lower directory of a hit, listed while walking: an index for the node.
 struct LearntDir {
     std::size_t layer;
-    core::SharedFd fd;
-    core::SharedDirNames names;  // null when it was not listed
+    core::SharedDirNames names;
 };
 
 // What the layers say about a name, before it becomes a node.
