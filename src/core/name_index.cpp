@@ -2,13 +2,20 @@
 
 #include <xxhash.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <iterator>
 
 namespace layerfs::core {
 namespace {
 
-std::uint64_t hash_of(std::string_view name) {
-    return XXH3_64bits(name.data(), name.size());
+constexpr std::uint64_t kTypeBits = 0xf;  // DT_* values are below 16
+
+void sort_unique(std::vector<std::uint64_t>& hashes) {
+    std::sort(hashes.begin(), hashes.end());
+    hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
+    hashes.shrink_to_fit();
 }
 
 // Lookups in a directory before it is worth reading whole.
@@ -18,16 +25,34 @@ constexpr std::size_t kMaxCounted = 65536;
 
 }  // namespace
 
+DirNames::Key::Key(std::string_view name)
+    : bits(XXH3_64bits(name.data(), name.size()) & ~kTypeBits) {}
+
 DirNames::DirNames(const std::vector<std::string>& names) {
     hashes_.reserve(names.size());
-    for (const std::string& name : names) hashes_.push_back(hash_of(name));
-    std::sort(hashes_.begin(), hashes_.end());
-    hashes_.erase(std::unique(hashes_.begin(), hashes_.end()), hashes_.end());
-    hashes_.shrink_to_fit();
+    for (const std::string& name : names) hashes_.push_back(Key(name).bits | DT_UNKNOWN);
+    sort_unique(hashes_);
 }
 
-bool DirNames::may_contain(std::string_view name) const {
-    return std::binary_search(hashes_.begin(), hashes_.end(), hash_of(name));
+DirNames::DirNames(const std::vector<sys::DirEntry>& entries) {
+    hashes_.reserve(entries.size());
+    for (const sys::DirEntry& entry : entries) {
+        hashes_.push_back(Key(entry.name).bits | (entry.type & kTypeBits));
+    }
+    sort_unique(hashes_);
+}
+
+bool DirNames::may_contain(Key key) const {
+    auto it = std::lower_bound(hashes_.begin(), hashes_.end(), key.bits);
+    return it != hashes_.end() && (*it & ~kTypeBits) == key.bits;
+}
+
+std::optional<unsigned char> DirNames::type_of(Key key) const {
+    auto it = std::lower_bound(hashes_.begin(), hashes_.end(), key.bits);
+    if (it == hashes_.end() || (*it & ~kTypeBits) != key.bits) return std::nullopt;
+    const auto type = static_cast<unsigned char>(*it & kTypeBits);
+    const bool shared = std::next(it) != hashes_.end() && (*std::next(it) & ~kTypeBits) == key.bits;
+    return shared ? static_cast<unsigned char>(DT_UNKNOWN) : type;
 }
 
 SharedDirNames NameIndexCache::find(std::uint64_t node_serial, std::size_t layer) {

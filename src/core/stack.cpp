@@ -104,10 +104,12 @@ void Stack::remember_lower_names(const Node& node, std::size_t layer,
                                  const std::vector<sys::DirEntry>& entries) {
     // A lower directory's names never change: every listing after the first has nothing new.
     if (layers_[layer].is_upper() || lower_names_.has(node.serial(), layer)) return;
-    std::vector<std::string> names;
-    names.reserve(entries.size());
-    for (const sys::DirEntry& entry : entries) names.push_back(entry.name);
-    lower_names_.insert(node.serial(), layer, std::make_shared<const DirNames>(names));
+    lower_names_.insert(node.serial(), layer, std::make_shared<const DirNames>(entries));
+}
+
+void Stack::adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names) {
+    if (layers_[layer].is_upper() || lower_names_.has(node.serial(), layer)) return;
+    lower_names_.insert(node.serial(), layer, std::move(names));
 }
 
 }  // namespace layerfs::core

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "layerfs/fs/attr.hpp"
+#include "layerfs/fs/dir_probe.hpp"
 #include "layerfs/fs/identity.hpp"
 #include "layerfs/fs/metacopy.hpp"
 #include "layerfs/fs/whiteout.hpp"
@@ -16,11 +17,25 @@ namespace {
 
 // What one layer says about the name.
 struct LayerAnswer {
-    std::optional<struct stat> st;  // the object, unless absent or a whiteout
-    bool whiteout = false;          // the name is deleted for this layer and below
-    bool hides_below = false;       // an OCI .wh.NAME beside an object: it hides only below
-    DirMarks marks;                 // for a directory
-    MetacopyMarks metacopy;         // for a regular file above the bottom layer
+    std::optional<mode_t> type;  // the object's S_IFMT, unless absent or a whiteout
+    // Its attributes: always for a non-directory; for a directory only when the walk asked
+    // (its first hit), as the directories below it contribute their names only.
+    std::optional<struct stat> st;
+    bool whiteout = false;            // the name is deleted for this layer and below
+    bool hides_below = false;         // an OCI .wh.NAME beside an object: it hides only below
+    DirMarks marks;                   // for a directory
+    MetacopyMarks metacopy;           // for a regular file above the bottom layer
+    std::optional<LearntDir> learnt;  // a lower directory read in one pass (dir_probe)
+};
+
+// NAME and its OCI marker, hashed once for every layer's index.
+struct NameKeys {
+    explicit NameKeys(const std::string& name) : name(name), marker(whiteout_marker_for(name)) {
+        if (marker) marker_key.emplace(*marker);
+    }
+    core::DirNames::Key name;
+    std::optional<std::string> marker;
+    std::optional<core::DirNames::Key> marker_key;
 };
 
 // The state of one walk down the layers.
@@ -43,14 +58,14 @@ struct Walk {
             stop = true;
             return;
         }
-        if (!answer.st) return;
-        const struct stat& st = *answer.st;
-        const bool is_dir = S_ISDIR(st.st_mode);
+        if (!answer.type) return;
+        const bool is_dir = S_ISDIR(*answer.type);
         if (!hit) {
-            hit = LookupHit{st, core::Placement{layer, {}, {}, {}}};
+            hit = LookupHit{*answer.st, core::Placement{layer, {}, {}, {}}, {}};
             if (!is_dir) {
                 stop = true;
-                if (S_ISREG(st.st_mode) && answer.metacopy.metacopy) follow_metacopy(layer, answer);
+                if (S_ISREG(*answer.type) && answer.metacopy.metacopy)
+                    follow_metacopy(layer, answer);
                 return;
             }
         } else if (!is_dir) {
@@ -58,6 +73,7 @@ struct Walk {
             return;
         }
         hit->placement.dir_layers.push_back(layer);
+        if (answer.learnt) hit->learnt.push_back(*answer.learnt);
         if (answer.marks.has_xattr_whiteouts) {
             hit->placement.xattr_whiteout_layers.push_back(layer);
         }
@@ -80,9 +96,9 @@ struct Walk {
             stop = true;
             return;
         }
-        if (!answer.st) return;
+        if (!answer.type) return;
         stop = true;
-        if (!S_ISREG(answer.st->st_mode)) return;
+        if (!S_ISREG(*answer.type)) return;
         if (!answer.metacopy.metacopy) {
             data_layer = layer;
             data_blocks = answer.st->st_blocks;
@@ -94,7 +110,8 @@ struct Walk {
 
 Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
                               const core::Placement& parent_placement, std::size_t layer,
-                              const std::string& name, bool below_matters) {
+                              const std::string& name, const NameKeys& keys, bool below_matters,
+                              bool need_attrs, bool learn) {
     LayerAnswer answer;
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
@@ -102,10 +119,10 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     if ((reads_markers && is_marker_name(name)) || name == kOpaqueMarker) return answer;
     // A lower layer whose index lacks the name and its marker has nothing to say. Asked
     // before the directory's fd: with hundreds of layers the fds outnumber the cache.
-    const std::optional<std::string> marker =
-        reads_markers && below_matters ? whiteout_marker_for(name) : std::nullopt;
+    const bool marker_matters = reads_markers && below_matters && keys.marker;
     auto lacks = [&](const core::SharedDirNames& names) {
-        return !names->may_contain(name) && !(marker && names->may_contain(*marker));
+        return !names->may_contain(keys.name) &&
+               !(marker_matters && names->may_contain(*keys.marker_key));
     };
     core::SharedDirNames names = fs.stack().indexed_lower_names(parent, layer);
     if (names && lacks(names)) return answer;
@@ -115,10 +132,32 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     if (!names) names = fs.stack().lower_names(parent, layer, dirfd);
     if (names && lacks(names)) return answer;
     // The index also says whether the layer may hold the name's marker.
-    const bool marker_possible = marker && (!names || names->may_contain(*marker));
+    const bool marker_possible = marker_matters && (!names || names->may_contain(*keys.marker_key));
 
-    auto st = sys::stat_at(dirfd, name);
-    if (!st && st.error().value != ENOENT) return st.error();
+    // A lower directory is read through one fd opened for it (dir_probe): when the index
+    // says the name is a directory, that open replaces the stat too.
+    const bool lower = !fs.stack().layer(layer).is_upper();
+    std::optional<ProbedDir> probed;
+    std::optional<struct stat> st;
+    if (lower && names && names->type_of(keys.name) == DT_DIR) {
+        if (auto dir_probe = probe_dir(dirfd, name, learn, need_attrs)) {
+            st = dir_probe->st;
+            probed = std::move(*dir_probe);
+        }
+    }
+    if (!probed) {
+        auto stat = sys::stat_at(dirfd, name);
+        if (!stat && stat.error().value != ENOENT) return stat.error();
+        if (stat) st = *stat;
+        if (st && lower && S_ISDIR(st->st_mode)) {
+            if (auto dir_probe = probe_dir(dirfd, name, learn, false))
+                probed = std::move(*dir_probe);
+        }
+    }
+    // A directory the probe opened is known to be one even when it was not stat'ed.
+    const std::optional<mode_t> type =
+        probed ? std::optional<mode_t>(S_IFDIR)
+               : (st ? std::optional<mode_t>(st->st_mode & S_IFMT) : std::nullopt);
     const bool deleted_here =
         st && (is_whiteout(*st) || (parent_placement.has_xattr_whiteouts(layer) &&
                                     is_xattr_whiteout(dirfd, name, *st)));
@@ -126,46 +165,63 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         answer.whiteout = true;
         return answer;
     }
-    if (marker_possible && sys::stat_at(dirfd, *marker)) {
+    if (marker_possible && sys::stat_at(dirfd, *keys.marker)) {
         // OCI: a whiteout applies to the layers below, never to its own layer.
-        if (!st) {
+        if (!type) {
             answer.whiteout = true;
             return answer;
         }
         answer.hides_below = true;
     }
-    if (!st) return answer;
+    if (!type) return answer;
     // A metadata-only file takes its data from a layer below (by the same name, or where a
     // redirect points, maybe outside the parent's layers): a file in the bottom layer cannot
     // be one. One listxattr, asked of regular files only.
-    if (S_ISREG(st->st_mode) && layer + 1 < fs.stack().layers().size()) {
+    if (S_ISREG(*type) && layer + 1 < fs.stack().layers().size()) {
         answer.metacopy = read_metacopy_marks(dirfd, name);
     }
-    if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
-        answer.marks = read_dir_marks(dirfd, name, true);
-    } else if (S_ISDIR(st->st_mode)) {
-        // Xattr whiteouts matter for the directory's own entries even at the bottom.
-        answer.marks.has_xattr_whiteouts = read_dir_marks(dirfd, name, false).has_xattr_whiteouts;
+    if (S_ISDIR(*type)) {
+        // Opaqueness matters only when layers below are asked; xattr whiteouts matter for the
+        // directory's own entries even at the bottom.
+        const bool opaque_matters = below_matters && !answer.hides_below;
+        const DirMarks marks = probed ? probed->marks : read_dir_marks(dirfd, name, opaque_matters);
+        answer.marks.opaque = opaque_matters && marks.opaque;
+        answer.marks.has_xattr_whiteouts = marks.has_xattr_whiteouts;
+        if (probed && learn && probed->names) answer.learnt = LearntDir{layer, probed->names};
     }
-    answer.st = *st;
+    answer.type = type;
+    answer.st = st;
     return answer;
+}
+
+// Hands the names the walk read of a directory's lower layers to the stack, keyed by NODE:
+// only when NODE's name is the one walked, as they are those of PARENT/NAME in each layer.
+void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
+                  const std::string& name, const std::vector<LearntDir>& learnt) {
+    if (learnt.empty() || !node.is_dir()) return;
+    const core::Alias alias = node.alias();
+    if (alias.parent.get() != &parent || alias.name != name) return;
+    for (const LearntDir& dir : learnt) fs.stack().adopt_lower_names(node, dir.layer, dir.names);
 }
 
 }  // namespace
 
 Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
-                                 bool lowers_only) {
+                                 bool lowers_only, bool learn) {
     if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
     if (!parent.is_dir()) return Errno{ENOTDIR};
     if (name.empty() || name == "." || name == "..") return Errno{ENOENT};
 
     const core::Placement parent_placement = parent.placement();
     const std::vector<std::size_t>& layers = parent_placement.dir_layers;
+    const NameKeys keys(name);
     Walk walk;
     for (std::size_t i = 0; i < layers.size() && !walk.stop; ++i) {
         if (lowers_only && fs.stack().layer(layers[i]).is_upper()) continue;
         const bool below_matters = i + 1 < layers.size();
-        auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, below_matters);
+        const bool need_attrs = !walk.hit || walk.seeking_data;
+        auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
+                                need_attrs, learn);
         if (!answer) return answer.error();
         walk.see(layers[i], *answer);
     }
@@ -192,14 +248,14 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     // directory that is being renamed is not serialised with the rename by the kernel. The
     // lower object then no longer shows here; walking again sees the copy, or the whiteout.
     constexpr int kWalks = 3;
-    Result<LookupHit> hit = find_in_layers(fs, *parent, name);
+    Result<LookupHit> hit = find_in_layers(fs, *parent, name, false, true);
     for (int walk = 1; walk < kWalks && hit; ++walk) {
         if (fs.stack().layer(hit->placement.layer).is_upper()) break;
         if (!fs.nodes().find_copied_from(core::RealId{hit->st.st_dev, hit->st.st_ino},
                                          hit->st.st_mode)) {
             break;
         }
-        hit = find_in_layers(fs, *parent, name);
+        hit = find_in_layers(fs, *parent, name, false, true);
     }
     if (!hit) return hit.error();
     const core::Layer& layer = fs.stack().layer(hit->placement.layer);
@@ -210,6 +266,7 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     // Objects are keyed by their real identity, so hard links share one node.
     core::NodePtr node = fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT,
                                            hit->placement, real, ino, layer.is_upper());
+    adopt_learnt(fs, *node, *parent, name, hit->learnt);
     return Entry{node, present_attr(fs, *node, hit->st, (*dir)->get(), name)};
 }
 

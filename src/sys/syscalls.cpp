@@ -89,15 +89,19 @@ std::string proc_fd_path(int fd) {
 }
 
 Result<std::vector<DirEntry>> read_dir_entries(int fd) {
-    // A private fd, so the caller's offset is untouched; read with getdents64 directly: a
-    // DIR stream would add an fcntl and an allocation per directory, and a lookup in a stack
-    // of hundreds of layers indexes that many directories.
+    // A private fd, so the caller's offset is untouched.
     auto own = reopen(fd, O_RDONLY | O_DIRECTORY);
     if (!own) return own.error();
+    return read_open_dir(own->get());
+}
+
+Result<std::vector<DirEntry>> read_open_dir(int fd, std::size_t max_entries) {
+    // getdents64 directly: a DIR stream would add an fcntl and an allocation per directory,
+    // and a lookup in a stack of hundreds of layers lists that many directories.
     std::vector<DirEntry> entries;
     alignas(struct dirent64) char buf[16384];
     for (;;) {
-        const long got = ::syscall(SYS_getdents64, own->get(), buf, sizeof buf);
+        const long got = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
         if (got < 0) return last_errno();
         if (got == 0) break;
         for (long at = 0; at < got;) {
@@ -107,6 +111,7 @@ Result<std::vector<DirEntry>> read_dir_entries(int fd) {
             if (name == "." || name == "..") continue;
             entries.push_back(DirEntry{std::string(name), ent->d_type, ent->d_ino});
         }
+        if (entries.size() > max_entries) return Errno{E2BIG};
     }
     return entries;
 }

@@ -90,5 +90,71 @@ TEST_F(ManyLayers, LookupsAgreeWithTheLayersAtEveryDepth) {
     EXPECT_THAT(list_names(in_mount("d")), ElementsAreArray({"y", "z"}));
 }
 
+TEST_F(ManyLayers, DirectoriesMetInEveryLayerKeepEveryMark) {
+    // "a" is a directory in every layer, so each lookup below it meets it 100 times and reads
+    // it in one pass per layer (fs/dir_probe): every kind of mark on the directories and
+    // names it holds must still count exactly where the layers put it.
+    for (int i = 0; i < kLayers; ++i) make_dir(layer(i) + "/a");
+    for (int i = 0; i < kLayers; i += 10) write_file(layer(i) + "/a/f" + std::to_string(i), "f");
+    // x: opaque by xattr in 20, so 60's x/below does not show.
+    make_dir(layer(20) + "/a/x");
+    set_xattr(layer(20) + "/a/x", "user.overlay.opaque", "y");
+    write_file(layer(20) + "/a/x/top", "20");
+    make_dir(layer(60) + "/a/x");
+    write_file(layer(60) + "/a/x/below", "60");
+    // w: "x" in 30 (holds xattr whiteouts, not opaque): its whiteout hides 70's w/gone only.
+    make_dir(layer(30) + "/a/w");
+    set_xattr(layer(30) + "/a/w", "user.overlay.opaque", "x");
+    write_file(layer(30) + "/a/w/gone", "");
+    set_xattr(layer(30) + "/a/w/gone", "user.overlay.whiteout", "");
+    make_dir(layer(70) + "/a/w");
+    write_file(layer(70) + "/a/w/gone", "70");
+    write_file(layer(70) + "/a/w/kept", "70");
+    // v: deleted by a 0/0 device in 40 above 80's directory; u by an OCI marker in 45.
+    make_whiteout(layer(40) + "/a/v");
+    make_dir(layer(80) + "/a/v");
+    write_file(layer(80) + "/a/v/inner", "80");
+    write_file(layer(45) + "/a/.wh.u", "");
+    make_dir(layer(85) + "/a/u");
+    write_file(layer(85) + "/a/u/inner", "85");
+    // link: a symlink to a directory in 50 hides 90's directory and is never followed.
+    make_symlink("x", layer(50) + "/a/link");
+    make_dir(layer(90) + "/a/link");
+    write_file(layer(90) + "/a/link/inner", "90");
+    // big: too large to list at once, made opaque by its OCI marker in 55.
+    make_dir(layer(55) + "/a/big");
+    for (int i = 0; i < 3000; ++i) write_file(layer(55) + "/a/big/name-" + std::to_string(i), "");
+    write_file(layer(55) + "/a/big/.wh..wh..opq", "");
+    make_dir(layer(95) + "/a/big");
+    write_file(layer(95) + "/a/big/under", "95");
+    ASSERT_NO_FATAL_FAILURE(mount_union());
+
+    for (int i = 0; i < kLayers; i += 10) {
+        EXPECT_EQ(read_file(in_mount("a/f" + std::to_string(i))), "f") << i;
+    }
+    EXPECT_EQ(lstat_path(in_mount("a/f5")).error, ENOENT);
+    EXPECT_EQ(read_file(in_mount("a/x/top")), "20");
+    EXPECT_EQ(lstat_path(in_mount("a/x/below")).error, ENOENT);
+    EXPECT_EQ(lstat_path(in_mount("a/w/gone")).error, ENOENT);
+    EXPECT_EQ(read_file(in_mount("a/w/kept")), "70");
+    EXPECT_EQ(lstat_path(in_mount("a/v")).error, ENOENT);
+    EXPECT_EQ(lstat_path(in_mount("a/u")).error, ENOENT);
+    EXPECT_EQ(lstat_path(in_mount("a/.wh.u")).error, ENOENT);
+    const StatResult link = lstat_path(in_mount("a/link"));
+    ASSERT_EQ(link.error, 0);
+    EXPECT_TRUE(S_ISLNK(link.st.st_mode));
+    EXPECT_EQ(lstat_path(in_mount("a/link/inner")).error, ENOENT) << "x has no inner";
+    EXPECT_EQ(lstat_path(in_mount("a/big/name-7")).error, 0);
+    EXPECT_EQ(lstat_path(in_mount("a/big/under")).error, ENOENT);
+    EXPECT_EQ(lstat_path(in_mount("a/big/.wh..wh..opq")).error, ENOENT);
+
+    EXPECT_THAT(list_names(in_mount("a/x")), ElementsAreArray({"top"}));
+    EXPECT_THAT(list_names(in_mount("a/w")), ElementsAreArray({"kept"}));
+    std::vector<std::string> expected{"big", "link", "w", "x"};
+    for (int i = 0; i < kLayers; i += 10) expected.push_back("f" + std::to_string(i));
+    std::sort(expected.begin(), expected.end());
+    EXPECT_THAT(list_names(in_mount("a")), ElementsAreArray(expected));
+}
+
 }  // namespace
 }  // namespace layerfs::test

@@ -9,23 +9,37 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "layerfs/core/node_layer_key.hpp"
+#include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::core {
 
-// The names of one directory, as sorted 64-bit hashes: 8 bytes a name. A hash collision
-// only makes a lookup stat a name that is not there.
+// The names of one directory, as sorted 64-bit hashes: 8 bytes a name. The low 4 bits of
+// each hold the entry's DT_* type, so a lookup knows a directory from a file before asking
+// the layer. A hash collision only makes a lookup stat a name that is not there.
 class DirNames {
   public:
-    explicit DirNames(const std::vector<std::string>& names);
+    // A name hashed once, for asking many layers' indexes.
+    struct Key {
+        explicit Key(std::string_view name);
+        std::uint64_t bits;
+    };
+
+    explicit DirNames(const std::vector<std::string>& names);  // types unknown
+    explicit DirNames(const std::vector<sys::DirEntry>& entries);
 
     // False: the directory certainly has no NAME.
-    bool may_contain(std::string_view name) const;
+    bool may_contain(std::string_view name) const { return may_contain(Key(name)); }
+    bool may_contain(Key key) const;
+    // NAME's DT_* type: nullopt when certainly absent, DT_UNKNOWN when the listing did not
+    // say (or names share the hash).
+    std::optional<unsigned char> type_of(Key key) const;
     std::size_t size() const { return hashes_.size(); }
 
   private:

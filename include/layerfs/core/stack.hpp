@@ -107,6 +107,8 @@ class Stack {
     // Indexes directory NODE of the lower LAYER from a listing made anyway.
     void remember_lower_names(const Node& node, std::size_t layer,
                               const std::vector<sys::DirEntry>& entries);
+    // Indexes directory NODE of the lower LAYER with names a lookup listed while finding it.
+    void adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names);
 
   private:
     Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,

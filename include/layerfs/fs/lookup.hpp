@@ -4,26 +4,36 @@
 #include <sys/stat.h>
 
 #include <string>
+#include <vector>
 
+#include "layerfs/core/name_index.hpp"
 #include "layerfs/core/node.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/result.hpp"
 
 namespace layerfs::fs {
 
+// The names of a lower directory of a hit, listed while walking: an index for the node.
+struct LearntDir {
+    std::size_t layer;
+    core::SharedDirNames names;
+};
+
 // What the layers say about a name, before it becomes a node.
 struct LookupHit {
     struct stat st;  // of the topmost object, as the layer has it
     core::Placement placement;
+    std::vector<LearntDir> learnt;  // only when the walk was asked to learn
 };
 
 // Walks PARENT's contributing layers from the top: a whiteout ends the walk (ENOENT), a
 // non-directory is the answer, a directory collects the same-named directories below it
 // until an opaque one or a non-directory.
 // LOWERS_ONLY asks what the name would be without the upper: whether a deletion must leave
-// a whiteout.
+// a whiteout. LEARN lists the small lower directories of a directory hit on the way, for a
+// caller that gives them to the node (lookup does).
 Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
-                                 bool lowers_only = false);
+                                 bool lowers_only = false, bool learn = false);
 
 // A hit that the kernel will hold: the node (lookup count raised) and its attributes.
 struct Entry {

@@ -57,5 +57,9 @@ Result<void> remove_tree_at(int dirfd, const std::string& name);
 // Every entry of the directory open at FD (read from the start), without "." and "..".
 // The fd is read, not consumed.
 Result<std::vector<DirEntry>> read_dir_entries(int fd);
+// The entries of the directory open for reading at FD, from its current offset: for a
+// caller that opened it for this, saving read_dir_entries' reopen. E2BIG when it holds more
+// than MAX_ENTRIES (read no further than about that).
+Result<std::vector<DirEntry>> read_open_dir(int fd, std::size_t max_entries = SIZE_MAX);
 
 }  // namespace layerfs::sys

@@ -1,0 +1,72 @@
+// Stack::open's nesting checks of a stack of many lowers, on plain directories.
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "layerfs/core/stack.hpp"
+
+namespace layerfs {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// Stack::open checks every lower against the upper and the workdir; with many lowers side
+// by side it remembers the directories its walks up passed. The answers must not change.
+class ManyLowersNesting : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/layerfs-nesting-XXXXXX";
+        ASSERT_NE(::mkdtemp(pattern), nullptr);
+        root_ = pattern;
+        for (const char* dir : {"upper/inner", "work", "mnt"}) make_dir(dir);
+        for (int i = 0; i < 50; ++i) {
+            make_dir("layers/" + std::to_string(i));
+            lowers_.push_back(root_ / "layers" / std::to_string(i));
+        }
+    }
+    Checked<std::unique_ptr<core::Stack>> open(std::vector<std::string> lowers) {
+        return core::Stack::open(
+            core::StackSpec{std::move(lowers), std::string(root_ / "upper"),
+                            std::string(root_ / "work"), root_ / "mnt", core::XattrNamespace::user},
+            64);
+    }
+    void TearDown() override { stdfs::remove_all(root_); }
+    void make_dir(const std::string& name) { stdfs::create_directories(root_ / name); }
+
+    stdfs::path root_;
+    std::vector<std::string> lowers_;
+};
+
+TEST_F(ManyLowersNesting, SidewaysLowersAreAccepted) {
+    EXPECT_TRUE(open(lowers_));
+}
+
+TEST_F(ManyLowersNesting, ALowerInsideTheUpperIsRefusedWhereverItIsListed) {
+    for (std::size_t at : {std::size_t{0}, std::size_t{25}, lowers_.size()}) {
+        std::vector<std::string> lowers = lowers_;
+        lowers.insert(lowers.begin() + static_cast<std::ptrdiff_t>(at), root_ / "upper/inner");
+        auto stack = open(lowers);
+        ASSERT_FALSE(stack) << at;
+        EXPECT_NE(stack.error().text.find("inside upperdir"), std::string::npos)
+            << stack.error().text;
+    }
+}
+
+TEST_F(ManyLowersNesting, AnUpperInsideALowerIsRefused) {
+    std::vector<std::string> lowers = lowers_;
+    lowers.push_back(root_);
+    auto stack = open(lowers);
+    ASSERT_FALSE(stack);
+    EXPECT_NE(
+        stack.error().text.find("upperdir " + (root_ / "upper").string() + ": inside lowerdir"),
+        std::string::npos)
+        << stack.error().text;
+}
+
+}  // namespace
+}  // namespace layerfs
