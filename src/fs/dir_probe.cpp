@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <memory>
 
-#include "layerfs/core/overlay_xattr.hpp"
+#include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
-#include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
 namespace {
@@ -17,25 +16,6 @@ namespace {
 // always entered. Small directories are the common case in image layers. Counted while
 // reading: st_size says nothing on some filesystems, and a stat would cost what this saves.
 constexpr std::size_t kListAtOnceMaxEntries = 2048;
-
-// The same reading of overlay.opaque as read_dir_marks, from the open fd.
-DirMarks xattr_marks(int fd) {
-    DirMarks marks;
-    auto present = sys::list_xattr_fd(fd);
-    if (!present) return marks;  // no xattr support, or none readable: no marks
-    for (const char* xattr : core::kOpaqueXattrs) {
-        if (std::find(present->begin(), present->end(), xattr) == present->end()) continue;
-        auto value = sys::get_xattr_fd(fd, xattr);
-        if (!value) continue;
-        if (*value == "y") {
-            marks.opaque = true;
-            return marks;
-        }
-        // "x" is the kernel's "holds xattr whiteouts" and is not opaque.
-        if (*value == "x") marks.has_xattr_whiteouts = true;
-    }
-    return marks;
-}
 
 }  // namespace
 
@@ -50,7 +30,7 @@ Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list, bool 
         if (!st) return st.error();
         probed.st = *st;
     }
-    probed.marks = xattr_marks(fd->get());
+    probed.marks = read_dir_marks(fd->get(), "", false);
     std::optional<std::vector<sys::DirEntry>> entries;
     if (list) {
         // The fd is fresh: its offset is the start. It keeps the offset where the listing

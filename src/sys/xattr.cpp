@@ -126,45 +126,6 @@ Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name) 
     }
 }
 
-Result<std::vector<std::string>> list_xattr_fd(int fd) {
-    char small[4096];
-    ssize_t got = ::flistxattr(fd, small, sizeof(small));
-    std::string large;
-    // Larger than the stack buffer: size it, then read (sizes can change in between).
-    while (got < 0 && errno == ERANGE) {
-        const ssize_t size = ::flistxattr(fd, nullptr, 0);
-        if (size < 0) return last_errno();
-        large.assign(static_cast<size_t>(size), '\0');
-        got = ::flistxattr(fd, large.data(), large.size());
-    }
-    if (got < 0) return last_errno();
-    const std::string_view all(large.empty() ? small : large.data(), static_cast<size_t>(got));
-    std::vector<std::string> names;
-    size_t pos = 0;
-    while (pos < all.size()) {
-        size_t end = all.find('\0', pos);
-        if (end == std::string_view::npos) end = all.size();
-        if (end > pos) names.emplace_back(all.substr(pos, end - pos));
-        pos = end + 1;
-    }
-    return names;
-}
-
-Result<std::string> get_xattr_fd(int fd, const std::string& xattr) {
-    for (;;) {
-        const ssize_t size = ::fgetxattr(fd, xattr.c_str(), nullptr, 0);
-        if (size < 0) return last_errno();
-        std::string value(static_cast<size_t>(size), '\0');
-        const ssize_t got = ::fgetxattr(fd, xattr.c_str(), value.data(), value.size());
-        if (got < 0) {
-            if (errno == ERANGE) continue;
-            return last_errno();
-        }
-        value.resize(static_cast<size_t>(got));
-        return value;
-    }
-}
-
 std::vector<std::string> present_xattrs(int dirfd, const std::string& name,
                                         const std::vector<std::string_view>& candidates) {
     std::vector<std::string> present;

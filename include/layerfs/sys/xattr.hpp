@@ -20,11 +20,6 @@ Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name);
 std::vector<std::string> present_xattrs(int dirfd, const std::string& name,
                                         const std::vector<std::string_view>& candidates);
 
-// The same on an fd opened for reading (not O_PATH): no /proc path to resolve, and one
-// call for an object with few xattrs. Lookup asks this of every lower directory it meets.
-Result<std::vector<std::string>> list_xattr_fd(int fd);
-Result<std::string> get_xattr_fd(int fd, const std::string& xattr);
-
 Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xattr,
                        const std::string& value, int flags = 0);
 
