@@ -7,7 +7,6 @@
 
 #include <fcntl.h>
 
-#include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <optional>
@@ -18,8 +17,8 @@ namespace layerfs::sys {
 namespace {
 
 // Linux 6.13's *xattrat calls take a directory fd and a name, as every other call here
-// does. glibc 2.36 has no wrappers, and an older kernel (or a seccomp filter) answers
-// ENOSYS: then the /proc/self/fd magic link turns our fd into a path. That path costs a
+// does. glibc 2.36 has no wrappers; without the calls (an older kernel, a seccomp filter)
+// the /proc/self/fd magic link turns our fd into a path. That path costs a
 // walk through /proc on every call: on a fresh-mount tree walk, whose lookups list each
 // file's xattrs, the walk was a fifth of the daemon's kernel time.
 constexpr long kSetxattrat = 463;
@@ -33,18 +32,19 @@ struct XattrArgs {  // struct xattr_args of <linux/xattr.h> (6.13)
     std::uint32_t flags;
 };
 
-std::atomic<bool> xattrat_missing{false};
+// Asked once: listing the xattrs of / cannot fail where the calls exist, whatever errno a
+// seccomp filter would pick for a call it does not know (ENOSYS, or EPERM).
+bool have_xattrat() {
+    static const bool have = ::syscall(kListxattrat, AT_FDCWD, "/", 0, nullptr, 0) >= 0;
+    return have;
+}
 
 // The *xattrat call's result, or nothing when it cannot answer: an old kernel, or an
 // O_PATH fd for the object itself (AT_EMPTY_PATH needs a real open file there).
 template <typename Call>
 std::optional<ssize_t> try_xattrat(const std::string& name, Call call) {
-    if (xattrat_missing.load(std::memory_order_relaxed)) return std::nullopt;
+    if (!have_xattrat()) return std::nullopt;
     const ssize_t rc = call(name.empty() ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW);
-    if (rc < 0 && errno == ENOSYS) {
-        xattrat_missing.store(true, std::memory_order_relaxed);
-        return std::nullopt;
-    }
     if (rc < 0 && errno == EBADF && name.empty()) return std::nullopt;
     return rc;
 }
