@@ -37,7 +37,9 @@ Result<UpperSlot> upper_slot(Union& fs, int upper_dir, const std::string& name) 
 }
 
 Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name) {
-    return write_whiteout(upper_dir, name, fs.stack().write_setup().whiteouts);
+    const core::WhiteoutStyle style = fs.stack().write_setup().whiteouts;
+    if (style == core::WhiteoutStyle::device) return link_whiteout(fs.stack(), upper_dir, name);
+    return write_whiteout(upper_dir, name, style);
 }
 
 Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
@@ -56,9 +58,11 @@ Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& na
         if (lower_has_name) return make_whiteout(fs, upper_dir, name);
         return {};  // the temp's destructor removes the moved object
     }
-    if (::mknodat(temp.work_fd(), temp.name().c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
-        return last_errno();
-    }
+    if (auto made = link_whiteout(fs.stack(), temp.work_fd(), temp.name()); !made) return made;
+    // rename(2) replaces a non-directory in one step and drops it; a directory must swap,
+    // and leaves with the temp.
+    auto moved = temp.move_into_place(upper_dir, name, 0);
+    if (moved || moved.error().value != EISDIR) return moved;
     return temp.move_into_place(upper_dir, name, RENAME_EXCHANGE);
 }
 
