@@ -10,14 +10,23 @@ namespace {
 
 constexpr const char* kOriginRecord = "layerfs.origin";
 
-}  // namespace
-
-void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin) {
+std::string origin_value(const struct stat& origin) {
     char value[64];
     std::snprintf(value, sizeof(value), "%" PRIu64 ":%" PRIu64,
                   static_cast<uint64_t>(origin.st_dev), static_cast<uint64_t>(origin.st_ino));
-    // Best effort: without the record only the number after a remount is lost.
-    (void)sys::set_xattr(dirfd, name, fs.stack().overlay_xattr(kOriginRecord), value);
+    return value;
+}
+
+}  // namespace
+
+// Best effort: without the record only the number after a remount is lost.
+void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin) {
+    (void)sys::set_xattr(dirfd, name, fs.stack().overlay_xattr(kOriginRecord),
+                         origin_value(origin));
+}
+
+void record_origin_fd(Union& fs, int fd, const struct stat& origin) {
+    (void)sys::set_xattr_fd(fd, fs.stack().overlay_xattr(kOriginRecord), origin_value(origin));
 }
 
 ino_t shown_ino(Union& fs, std::size_t layer, int dirfd, const std::string& name,

@@ -127,6 +127,56 @@ TEST_F(CopyUpTest, SkipDataMakesAnEmptyCopy) {
     EXPECT_EQ(stdfs::file_size(root_ / "upper/dir/sub/file"), 0u);
 }
 
+// A node that went stale (a copy of its object was placed through another node meanwhile)
+// adopts the copy that is there; its own temp goes.
+TEST_F(CopyUpTest, AStaleNodeAdoptsTheCopyThatIsThere) {
+    auto fs = mount();
+    core::NodePtr node = walk(*fs, "dir/sub/file");
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub")).ok());
+    std::ofstream(root_ / "upper/dir/sub/file") << "made elsewhere";
+    ASSERT_TRUE(fs::copy_up(*fs, node).ok());
+    EXPECT_TRUE(node->in_upper());
+    struct stat placed {};
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub/file").c_str(), &placed), 0);
+    EXPECT_EQ(fs->nodes().find(core::RealId{placed.st_dev, placed.st_ino}, S_IFREG), node);
+    std::ifstream copy(root_ / "upper/dir/sub/file");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(copy), {}), "made elsewhere");
+    EXPECT_TRUE(work_is_empty());
+}
+
+// Something else at the name (another type) is no copy: the copy-up fails, nothing changes.
+TEST_F(CopyUpTest, AnotherObjectAtTheNameIsNotTakenForTheCopy) {
+    auto fs = mount();
+    core::NodePtr node = walk(*fs, "dir/sub/file");
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub")).ok());
+    stdfs::create_directory(root_ / "upper/dir/sub/file");
+    auto result = fs::copy_up(*fs, node);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error().value, EEXIST);
+    EXPECT_FALSE(node->in_upper());
+    EXPECT_TRUE(stdfs::is_directory(root_ / "upper/dir/sub/file"));
+    EXPECT_TRUE(work_is_empty());
+}
+
+// Values and name lists past the wrappers' first buffer are read whole.
+TEST_F(CopyUpTest, LargeValuesAndManyXattrsTravel) {
+    const std::string file = root_ / "lower/dir/sub/file";
+    const std::string big(1200, 'v');
+    ASSERT_EQ(::setxattr(file.c_str(), "user.big", big.data(), big.size(), 0), 0);
+    for (int i = 0; i < 30; ++i) {
+        const std::string name = "user.many-xattrs-to-overflow-a-listing-" + std::to_string(i);
+        ASSERT_EQ(::setxattr(file.c_str(), name.c_str(), "1", 1, 0), 0) << std::strerror(errno);
+    }
+    auto fs = mount();
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/file")).ok());
+    const std::string copy = root_ / "upper/dir/sub/file";
+    std::string value(4096, '\0');
+    const ssize_t got = ::getxattr(copy.c_str(), "user.big", value.data(), value.size());
+    ASSERT_EQ(got, static_cast<ssize_t>(big.size()));
+    EXPECT_EQ(value.substr(0, static_cast<size_t>(got)), big);
+    EXPECT_EQ(::getxattr(copy.c_str(), "user.many-xattrs-to-overflow-a-listing-29", nullptr, 0), 1);
+}
+
 TEST_F(CopyUpTest, LeftoversInWorkAreRemovedAtTheNextMount) {
     stdfs::create_directories(root_ / "work/work/#dead.1/deep");
     std::ofstream(root_ / "work/work/#dead.2") << "partial";

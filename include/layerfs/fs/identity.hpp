@@ -17,6 +17,9 @@ namespace layerfs::fs {
 // xattr (symlinks, devices) keep no record: they get a new number after a remount.
 void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin);
 
+// The same on the regular file open at FD (for writing): a copy-up under construction.
+void record_origin_fd(Union& fs, int fd, const struct stat& origin);
+
 // The number shown for the object ST, found at NAME under DIRFD in LAYER.
 ino_t shown_ino(Union& fs, std::size_t layer, int dirfd, const std::string& name,
                 const struct stat& st);
