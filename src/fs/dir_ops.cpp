@@ -200,7 +200,7 @@ Result<void> remove_name(Union& fs, const core::NodePtr& parent, const std::stri
     if (!upper_dir) return upper_dir.error();
     const int dirfd = (*upper_dir)->get();
     if (!object_in_upper) return make_whiteout(fs, dirfd, name);
-    auto below = find_in_layers(fs, *parent, name, true);
+    auto below = find_in_layers(fs, *parent, name, true, HitDetail::identity);
     if (!below && below.error().value != ENOENT) return below.error();
     return remove_upper_object(fs, dirfd, name, below.ok());
 }
@@ -254,7 +254,8 @@ Result<Created> make_object(Union& fs, const core::NodePtr& parent, const std::s
 
 Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& name) {
     if (fs.read_only()) return Errno{EROFS};
-    auto hit = find_in_layers(fs, *parent, name);
+    // The object's stat and layer are all a removal needs of it.
+    auto hit = find_in_layers(fs, *parent, name, false, HitDetail::identity);
     if (!hit) return hit.error();
     if (S_ISDIR(hit->st.st_mode)) return Errno{EISDIR};
     if (auto up = copy_up(fs, parent); !up) return up.error();
@@ -267,7 +268,7 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
         auto up = copy_up(fs, entry->node);
         fs.nodes().forget(fs.nodes().id_of(*entry->node), 1);
         if (!up) return up.error();
-        hit = find_in_layers(fs, *parent, name);
+        hit = find_in_layers(fs, *parent, name, false, HitDetail::identity);
         if (!hit) return hit.error();
     }
 

@@ -94,7 +94,7 @@ struct Walk {
 
 Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
                               const core::Placement& parent_placement, std::size_t layer,
-                              const std::string& name, bool below_matters) {
+                              const std::string& name, bool below_matters, HitDetail detail) {
     LayerAnswer answer;
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
@@ -138,7 +138,8 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     // A metadata-only file takes its data from a layer below (by the same name, or where a
     // redirect points, maybe outside the parent's layers): a file in the bottom layer cannot
     // be one. One listxattr, asked of regular files only.
-    if (S_ISREG(st->st_mode) && layer + 1 < fs.stack().layers().size()) {
+    if (S_ISREG(st->st_mode) && layer + 1 < fs.stack().layers().size() &&
+        detail == HitDetail::node) {
         answer.metacopy = read_metacopy_marks(dirfd, name);
     }
     if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
@@ -154,7 +155,7 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
 }  // namespace
 
 Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
-                                 bool lowers_only) {
+                                 bool lowers_only, HitDetail detail) {
     if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
     if (!parent.is_dir()) return Errno{ENOTDIR};
     if (name.empty() || name == "." || name == "..") return Errno{ENOENT};
@@ -165,7 +166,8 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
     for (std::size_t i = 0; i < layers.size() && !walk.stop; ++i) {
         if (lowers_only && fs.stack().layer(layers[i]).is_upper()) continue;
         const bool below_matters = i + 1 < layers.size();
-        auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, below_matters);
+        auto answer =
+            ask_layer(fs, parent, parent_placement, layers[i], name, below_matters, detail);
         if (!answer) return answer.error();
         walk.see(layers[i], *answer);
     }

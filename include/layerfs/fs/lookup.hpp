@@ -22,8 +22,13 @@ struct LookupHit {
 // until an opaque one or a non-directory.
 // LOWERS_ONLY asks what the name would be without the upper: whether a deletion must leave
 // a whiteout.
+// What a caller needs of the hit: a node made of it needs to know where a metadata-only
+// file's data is (one listxattr per regular file above the bottom layer); a removal or an
+// existence check needs only the object's stat and layer.
+enum class HitDetail { node, identity };
+
 Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
-                                 bool lowers_only = false);
+                                 bool lowers_only = false, HitDetail detail = HitDetail::node);
 
 // A hit that the kernel will hold: the node (lookup count raised) and its attributes.
 struct Entry {
