@@ -29,11 +29,15 @@ void record_origin_fd(Union& fs, int fd, const struct stat& origin) {
     (void)sys::set_xattr_fd(fd, fs.stack().overlay_xattr(kOriginRecord), origin_value(origin));
 }
 
+std::string origin_record_name(Union& fs) {
+    return fs.stack().overlay_xattr(kOriginRecord);
+}
+
 ino_t shown_ino(Union& fs, std::size_t layer, int dirfd, const std::string& name,
-                const struct stat& st) {
+                const struct stat& st, bool record_possible) {
     const core::Stack& stack = fs.stack();
     const core::Layer& where = stack.layer(layer);
-    if (where.is_upper()) {
+    if (where.is_upper() && record_possible) {
         auto record = sys::get_xattr(dirfd, name, stack.overlay_xattr(kOriginRecord));
         uint64_t dev = 0;
         uint64_t ino = 0;

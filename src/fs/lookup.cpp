@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <climits>
 #include <optional>
 
@@ -10,6 +11,7 @@
 #include "layerfs/fs/metacopy.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
+#include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
 namespace {
@@ -21,6 +23,7 @@ struct LayerAnswer {
     bool hides_below = false;       // an OCI .wh.NAME beside an object: it hides only below
     DirMarks marks;                 // for a directory
     MetacopyMarks metacopy;         // for a regular file above the bottom layer
+    bool origin_record_possible = true;
 };
 
 // The state of one walk down the layers.
@@ -47,7 +50,7 @@ struct Walk {
         const struct stat& st = *answer.st;
         const bool is_dir = S_ISDIR(st.st_mode);
         if (!hit) {
-            hit = LookupHit{st, core::Placement{layer, {}, {}, {}}};
+            hit = LookupHit{st, core::Placement{layer, {}, {}, {}}, answer.origin_record_possible};
             if (!is_dir) {
                 stop = true;
                 if (S_ISREG(st.st_mode) && answer.metacopy.metacopy) follow_metacopy(layer, answer);
@@ -140,7 +143,15 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     // be one. One listxattr, asked of regular files only.
     if (S_ISREG(st->st_mode) && layer + 1 < fs.stack().layers().size() &&
         detail == HitDetail::node) {
-        answer.metacopy = read_metacopy_marks(dirfd, name);
+        if (!fs.stack().layer(layer).is_upper()) {
+            answer.metacopy = read_metacopy_marks(dirfd, name);
+        } else if (auto listed = sys::list_xattr(dirfd, name)) {
+            // The same listing says whether the file has an origin record, which its number
+            // comes from: most files in the upper were made there and have none.
+            answer.metacopy = metacopy_marks_in(*listed, dirfd, name);
+            answer.origin_record_possible =
+                std::find(listed->begin(), listed->end(), origin_record_name(fs)) != listed->end();
+        }
     }
     if (S_ISDIR(st->st_mode) && below_matters && !answer.hides_below) {
         answer.marks = read_dir_marks(dirfd, name, true);
@@ -208,7 +219,8 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     const core::RealId real{hit->st.st_dev, hit->st.st_ino};
     auto dir = fs.stack().dir_fd(*parent, hit->placement.layer);
     if (!dir) return dir.error();
-    const ino_t ino = shown_ino(fs, hit->placement.layer, (*dir)->get(), name, hit->st);
+    const ino_t ino = shown_ino(fs, hit->placement.layer, (*dir)->get(), name, hit->st,
+                                hit->origin_record_possible);
     // Objects are keyed by their real identity, so hard links share one node.
     core::NodePtr node = fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT,
                                            hit->placement, real, ino, layer.is_upper());

@@ -112,23 +112,45 @@ core::Placement without_data(core::Placement placement) {
 
 }  // namespace
 
-MetacopyMarks read_metacopy_marks(int dirfd, const std::string& name) {
+namespace {
+
+// The redirect that goes with a metacopy mark found under PREFIX.
+MetacopyMarks marks_with_redirect(std::string_view prefix, int dirfd, const std::string& name) {
     MetacopyMarks marks;
-    const std::string trusted_metacopy = record_name(core::kTrustedOverlayPrefix, "metacopy");
-    const std::string user_metacopy = record_name(core::kUserOverlayPrefix, "metacopy");
-    const std::vector<std::string> present =
-        sys::present_xattrs(dirfd, name, {trusted_metacopy, user_metacopy});
-    if (present.empty()) return marks;
     marks.metacopy = true;
-    // The redirect is read from the namespace the metacopy mark is in.
-    const std::string_view prefix = present.front() == trusted_metacopy
-                                        ? core::kTrustedOverlayPrefix
-                                        : core::kUserOverlayPrefix;
     if (auto redirect = sys::get_xattr(dirfd, name, record_name(prefix, core::kRedirectRecord));
         redirect && !redirect->empty()) {
         marks.redirect = std::move(*redirect);
     }
     return marks;
+}
+
+}  // namespace
+
+MetacopyMarks read_metacopy_marks(int dirfd, const std::string& name) {
+    const std::string trusted_metacopy = record_name(core::kTrustedOverlayPrefix, "metacopy");
+    const std::string user_metacopy = record_name(core::kUserOverlayPrefix, "metacopy");
+    const std::vector<std::string> present =
+        sys::present_xattrs(dirfd, name, {trusted_metacopy, user_metacopy});
+    if (present.empty()) return {};
+    // The redirect is read from the namespace the metacopy mark is in.
+    return marks_with_redirect(present.front() == trusted_metacopy ? core::kTrustedOverlayPrefix
+                                                                   : core::kUserOverlayPrefix,
+                               dirfd, name);
+}
+
+MetacopyMarks metacopy_marks_in(const std::vector<std::string>& listed, int dirfd,
+                                const std::string& name) {
+    const std::string trusted_metacopy = record_name(core::kTrustedOverlayPrefix, "metacopy");
+    const std::string user_metacopy = record_name(core::kUserOverlayPrefix, "metacopy");
+    for (const std::string& xattr : listed) {
+        if (xattr == trusted_metacopy) {
+            return marks_with_redirect(core::kTrustedOverlayPrefix, dirfd, name);
+        }
+        if (xattr == user_metacopy)
+            return marks_with_redirect(core::kUserOverlayPrefix, dirfd, name);
+    }
+    return {};
 }
 
 std::string layer_path(const core::Node& parent, const std::string& name) {

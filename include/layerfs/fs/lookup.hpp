@@ -15,6 +15,8 @@ namespace layerfs::fs {
 struct LookupHit {
     struct stat st;  // of the topmost object, as the layer has it
     core::Placement placement;
+    // False when the object's xattrs were listed and hold no origin record (fs/identity.hpp).
+    bool origin_record_possible = true;
 };
 
 // Walks PARENT's contributing layers from the top: a whiteout ends the walk (ENOENT), a
