@@ -297,7 +297,7 @@ Result<struct stat> copy_up_locked(Union& fs, const core::NodePtr& node,
         return src.st;
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
-    ::utimensat(AT_FDCWD, sys::proc_fd_path(upper_fd).c_str(), parent_times, 0);
+    (void)sys::set_times_fd(upper_fd, parent_times);
     std::optional<core::DataSource> data;
     if (copy.built == Built::metadata_only) data = data_of(src, placement, alias);
     place_in_upper(fs, node, placement, std::move(data));

@@ -285,7 +285,7 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
         return Errno{ENOENT};
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
-    ::utimensat(AT_FDCWD, sys::proc_fd_path(where->dir->get()).c_str(), parent_times, 0);
+    (void)sys::set_times_fd(where->dir->get(), parent_times);
     node->set_placement(without_data(placement), true);
     if (fs.options().sync_copy_up_dirs) {
         auto parent = sys::reopen(where->dir->get(), O_RDONLY | O_DIRECTORY);

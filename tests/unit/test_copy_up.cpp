@@ -14,6 +14,7 @@
 #include <string>
 
 #include "layerfs/core/stack.hpp"
+#include "layerfs/fs/attr.hpp"
 #include "layerfs/fs/copy_up.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
@@ -175,6 +176,25 @@ TEST_F(CopyUpTest, LargeValuesAndManyXattrsTravel) {
     ASSERT_EQ(got, static_cast<ssize_t>(big.size()));
     EXPECT_EQ(value.substr(0, static_cast<size_t>(got)), big);
     EXPECT_EQ(::getxattr(copy.c_str(), "user.many-xattrs-to-overflow-a-listing-29", nullptr, 0), 1);
+}
+
+// A copy-up is not a change of the directory it lands in: its times stay the lower's.
+TEST_F(CopyUpTest, TheParentKeepsItsTimes) {
+    const struct timespec old_times[2] = {{1'000'000'000, 5}, {1'000'000'000, 7}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (root_ / "lower/dir/sub").c_str(), old_times, 0), 0);
+    auto fs = mount();
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/file")).ok());
+    struct stat sub {};
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub").c_str(), &sub), 0);
+    EXPECT_EQ(sub.st_mtim.tv_sec, old_times[1].tv_sec);
+    EXPECT_EQ(sub.st_mtim.tv_nsec, old_times[1].tv_nsec);
+    // utimes of the directory itself (reached by its own fd) sets them.
+    const struct timespec when { 1'200'000'000, 9 };
+    auto set = fs::setattr(*fs, walk(*fs, "dir/sub"), fs::AttrChange{.mtime = when}, nullptr);
+    ASSERT_TRUE(set.ok());
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub").c_str(), &sub), 0);
+    EXPECT_EQ(sub.st_mtim.tv_sec, when.tv_sec);
+    EXPECT_EQ(sub.st_mtim.tv_nsec, when.tv_nsec);
 }
 
 TEST_F(CopyUpTest, LeftoversInWorkAreRemovedAtTheNextMount) {
