@@ -58,8 +58,8 @@ Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
 
 namespace {
 
-// The path a directory's own fd stands for: chmod and utimens have no fd-only form that
-// takes an O_PATH fd, so they follow the /proc magic link to it.
+// The path a directory's own fd stands for: chmod has no fd-only form that takes an O_PATH
+// fd (fchmodat2 is Linux 6.6), so it follows the /proc magic link to it.
 std::string self_path(const core::Location& where) {
     return sys::proc_fd_path(where.dir->get());
 }
@@ -119,10 +119,10 @@ Result<void> change_times(const core::Location& where, const AttrChange& change)
     if (!change.atime && !change.mtime) return {};
     const struct timespec omit { 0, UTIME_OMIT };
     const struct timespec times[2] = {change.atime.value_or(omit), change.mtime.value_or(omit)};
-    const int rc = where.name.empty() ? ::utimensat(AT_FDCWD, self_path(where).c_str(), times, 0)
-                                      : ::utimensat(where.dir->get(), where.name.c_str(), times,
-                                                    AT_SYMLINK_NOFOLLOW);
-    if (rc != 0) return last_errno();
+    if (where.name.empty()) return sys::set_times_fd(where.dir->get(), times);
+    if (::utimensat(where.dir->get(), where.name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+        return last_errno();
+    }
     return {};
 }
 

@@ -33,6 +33,14 @@ struct Source {
 // What build_object made of a regular file.
 enum class Built { whole, metadata_only };
 
+// The copy under construction: the temp in the work directory and, for a regular file, its
+// fd, through which every later step goes (no lookup of the temp's name, no /proc path).
+struct Copy {
+    const WorkTemp& temp;
+    sys::UniqueFd file;
+    Built built = Built::whole;
+};
+
 Result<sys::UniqueFd> open_source_data(Union& fs, const Source& src) {
     if (src.data) return open_data(fs, *src.data, O_RDONLY);
     return sys::open_at(src.dir->get(), src.name, O_RDONLY);
@@ -52,56 +60,62 @@ bool wants_metadata_only(const Union& fs, const Source& src, const CopyUpOptions
 
 // The object itself, empty: a file gets its data (or, metadata only, its size and mark),
 // the others are complete.
-Result<Built> build_object(Union& fs, const Source& src, const WorkTemp& temp,
-                           const CopyUpOptions& options) {
-    const int work = temp.work_fd();
-    const char* name = temp.name().c_str();
+Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUpOptions& options) {
+    const int work = copy.temp.work_fd();
+    const char* name = copy.temp.name().c_str();
     switch (src.st.st_mode & S_IFMT) {
         case S_IFREG: {
-            auto out = sys::open_at(work, temp.name(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+            auto out = sys::open_at(work, copy.temp.name(), O_CREAT | O_EXCL | O_WRONLY, 0600);
             if (!out) return out.error();
+            copy.file = std::move(*out);
+            const int fd = copy.file.get();
             if (wants_metadata_only(fs, src, options)) {
                 // No fsync: there is no data, and the journal orders the size and the
                 // mark before the rename that shows them, as for the kernel's metacopy.
-                auto marked = mark_metacopy(fs, out->get(), src.st.st_size);
-                if (marked) return Built::metadata_only;
+                auto marked = mark_metacopy(fs, fd, src.st.st_size);
+                if (marked) {
+                    copy.built = Built::metadata_only;
+                    return {};
+                }
                 const int error = marked.error().value;
                 if (error != ENOTSUP && error != EPERM) return marked.error();
                 spdlog::debug("copy-up of {}: cannot mark a metacopy ({}): copying the data",
                               src.name, std::strerror(error));
-                if (::ftruncate(out->get(), 0) != 0) return last_errno();
+                if (::ftruncate(fd, 0) != 0) return last_errno();
             }
             if (!options.skip_data && src.st.st_size > 0) {
                 auto in = open_source_data(fs, src);
                 if (!in) return in.error();
-                auto copied = copy_file_data(in->get(), out->get(), src.st.st_size);
+                auto copied = copy_file_data(in->get(), fd, src.st.st_size);
                 if (!copied) return copied.error();
             }
-            if (fs.options().sync_copy_up && ::fsync(out->get()) != 0) return last_errno();
-            return Built::whole;
+            if (fs.options().sync_copy_up && ::fsync(fd) != 0) return last_errno();
+            return {};
         }
         case S_IFDIR:
             if (::mkdirat(work, name, 0700) != 0) return last_errno();
-            return Built::whole;
+            return {};
         case S_IFLNK: {
             auto target = sys::read_link_at(src.dir->get(), src.name);
             if (!target) return target.error();
             if (::symlinkat(target->c_str(), work, name) != 0) return last_errno();
-            return Built::whole;
+            return {};
         }
         default:
             // Fifos, sockets and devices are made anew, never opened.
             if (::mknodat(work, name, (src.st.st_mode & S_IFMT) | 0600, src.st.st_rdev) != 0) {
                 return last_errno();
             }
-            return Built::whole;
+            return {};
     }
 }
 
 // Owner before xattrs and mode: chown clears setuid/setgid and security.capability.
-Result<void> copy_owner(const Source& src, const WorkTemp& temp) {
-    if (::fchownat(temp.work_fd(), temp.name().c_str(), src.st.st_uid, src.st.st_gid,
-                   AT_SYMLINK_NOFOLLOW) != 0) {
+Result<void> copy_owner(const Source& src, const Copy& copy) {
+    const int rc = copy.file ? ::fchown(copy.file.get(), src.st.st_uid, src.st.st_gid)
+                             : ::fchownat(copy.temp.work_fd(), copy.temp.name().c_str(),
+                                          src.st.st_uid, src.st.st_gid, AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) {
         // An unprivileged daemon keeps its own ownership ("when permitted"); in a user
         // namespace an owner outside its map (shown as the overflow id) is EINVAL.
         if (errno != EPERM && errno != EINVAL) return last_errno();
@@ -109,7 +123,7 @@ Result<void> copy_owner(const Source& src, const WorkTemp& temp) {
     return {};
 }
 
-Result<void> copy_xattrs(const Source& src, const WorkTemp& temp) {
+Result<void> copy_xattrs(const Source& src, const Copy& copy) {
     auto names = sys::list_xattr(src.dir->get(), src.name);
     if (!names) {
         if (names.error().value == ENOTSUP) return {};
@@ -127,7 +141,8 @@ Result<void> copy_xattrs(const Source& src, const WorkTemp& temp) {
             if (value.error().value == ENODATA) continue;
             return value.error();
         }
-        auto set = sys::set_xattr(temp.work_fd(), temp.name(), xattr, *value);
+        auto set = copy.file ? sys::set_xattr_fd(copy.file.get(), xattr, *value)
+                             : sys::set_xattr(copy.temp.work_fd(), copy.temp.name(), xattr, *value);
         if (!set) {
             const int error = set.error().value;
             // user.* cannot live on symlinks and special files; trusted.* needs privilege.
@@ -142,19 +157,21 @@ Result<void> copy_xattrs(const Source& src, const WorkTemp& temp) {
     return {};
 }
 
-Result<void> copy_mode(const Source& src, const WorkTemp& temp) {
+Result<void> copy_mode(const Source& src, const Copy& copy) {
     if (S_ISLNK(src.st.st_mode)) return {};  // a symlink's mode means nothing
-    if (::fchmodat(temp.work_fd(), temp.name().c_str(), src.st.st_mode & 07777, 0) != 0) {
-        return last_errno();
-    }
+    const mode_t mode = src.st.st_mode & 07777;
+    const int rc = copy.file ? ::fchmod(copy.file.get(), mode)
+                             : ::fchmodat(copy.temp.work_fd(), copy.temp.name().c_str(), mode, 0);
+    if (rc != 0) return last_errno();
     return {};
 }
 
-Result<void> copy_times(const Source& src, const WorkTemp& temp) {
+Result<void> copy_times(const Source& src, const Copy& copy) {
     const struct timespec times[2] = {src.st.st_atim, src.st.st_mtim};
-    if (::utimensat(temp.work_fd(), temp.name().c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-        return last_errno();
-    }
+    const int rc = copy.file ? ::futimens(copy.file.get(), times)
+                             : ::utimensat(copy.temp.work_fd(), copy.temp.name().c_str(), times,
+                                           AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) return last_errno();
     return {};
 }
 
@@ -196,7 +213,27 @@ core::DataSource data_of(const Source& src, const core::Placement& lower,
                             false};
 }
 
-Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOptions& options) {
+// A node that went stale (its copy was made through another node of the same object)
+// adopts the copy at NAME under UPPER_DIR instead of placing a second one. EEXIST when
+// what is there is no copy of it.
+Result<void> adopt_present_copy(Union& fs, const core::NodePtr& node, const Source& src,
+                                const core::Placement& placement, const core::Alias& alias,
+                                int upper_dir) {
+    auto present = sys::stat_at(upper_dir, alias.name);
+    if (!present) return present.error().value == ENOENT ? Errno{EEXIST} : present.error();
+    if ((present->st_mode & S_IFMT) != (src.st.st_mode & S_IFMT)) return Errno{EEXIST};
+    fs.nodes().rekey(*node, real_id(*present));
+    std::optional<core::DataSource> data;
+    if (S_ISREG(present->st_mode) && read_metacopy_marks(upper_dir, alias.name).metacopy) {
+        data = data_of(src, placement, alias);
+    }
+    place_in_upper(fs, node, placement, std::move(data));
+    return {};
+}
+
+// Copies NODE up; the lower object's stat, as it was copied, comes back.
+Result<struct stat> copy_up_locked(Union& fs, const core::NodePtr& node,
+                                   const CopyUpOptions& options) {
     core::Stack& stack = fs.stack();
     const core::Placement placement = node->placement();
     const std::optional<core::Alias> known = node->known_alias();
@@ -212,63 +249,63 @@ Result<void> copy_up_locked(Union& fs, const core::NodePtr& node, const CopyUpOp
     const Source src{std::move(*src_dir), alias.name, *src_st, placement.data};
     auto upper_dir = stack.dir_fd(*alias.parent, stack.upper().index());
     if (!upper_dir) return upper_dir.error();
-
-    // A node that went stale (its copy was made through another node of the same object)
-    // adopts the copy instead of failing to place a second one.
-    if (auto present = sys::stat_at((*upper_dir)->get(), alias.name);
-        present && (present->st_mode & S_IFMT) == (src_st->st_mode & S_IFMT)) {
-        fs.nodes().rekey(*node, real_id(*present));
-        std::optional<core::DataSource> data;
-        if (S_ISREG(present->st_mode) &&
-            read_metacopy_marks((*upper_dir)->get(), alias.name).metacopy) {
-            data = data_of(src, placement, alias);
-        }
-        place_in_upper(fs, node, placement, std::move(data));
-        return {};
-    }
+    const int upper_fd = (*upper_dir)->get();
 
     WorkTemp temp(stack);
-    using Step = Result<void> (*)(const Source&, const WorkTemp&);
-    auto built_as = build_object(fs, src, temp, options);
-    if (!built_as) return built_as.error();
-    if (auto fault = step_done(fs, CopyUpStep::data); !fault) return fault;
+    Copy copy{temp, {}};
+    if (auto built = build_object(fs, src, copy, options); !built) return built.error();
+    if (auto fault = step_done(fs, CopyUpStep::data); !fault) return fault.error();
+    using Step = Result<void> (*)(const Source&, const Copy&);
     const std::pair<Step, CopyUpStep> steps[] = {{copy_owner, CopyUpStep::owner},
                                                  {copy_xattrs, CopyUpStep::xattrs},
                                                  {copy_mode, CopyUpStep::mode},
                                                  {copy_times, CopyUpStep::times}};
     for (const auto& [run, step] : steps) {
-        if (auto done = run(src, temp); !done) return done;
-        if (auto fault = step_done(fs, step); !fault) return fault;
+        if (auto done = run(src, copy); !done) return done.error();
+        if (auto fault = step_done(fs, step); !fault) return fault.error();
     }
     // xattr_permissions=: the owner an unprivileged copy could not take goes to a record.
     if (auto carried = carry_override_record(fs, placement.layer, src.dir->get(), src.name, src.st,
                                              temp.work_fd(), temp.name());
         !carried) {
-        return carried;
+        return carried.error();
     }
-    record_origin(fs, temp.work_fd(), temp.name(), src.st);
-    if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault;
+    if (copy.file) {
+        record_origin_fd(fs, copy.file.get(), src.st);
+    } else {
+        record_origin(fs, temp.work_fd(), temp.name(), src.st);
+    }
+    if (auto fault = step_done(fs, CopyUpStep::before_rename); !fault) return fault.error();
     // A copy-up is not a change of the parent directory: its times stay as they were.
-    auto parent_before = sys::stat_fd((*upper_dir)->get());
+    auto parent_before = sys::stat_fd(upper_fd);
     if (!parent_before) return parent_before.error();
     // The node takes the copy's number before the copy shows: a concurrent lookup that
     // finds the copy must find this node, never make a second one.
-    auto built = sys::stat_at(temp.work_fd(), temp.name());
+    auto built =
+        copy.file ? sys::stat_fd(copy.file.get()) : sys::stat_at(temp.work_fd(), temp.name());
     if (!built) return built.error();
     fs.nodes().rekey(*node, real_id(*built));
-    if (auto moved = temp.move_into_place((*upper_dir)->get(), alias.name, RENAME_NOREPLACE);
-        !moved) {
+    if (auto moved = temp.move_into_place(upper_fd, alias.name, RENAME_NOREPLACE); !moved) {
         fs.nodes().rekey(*node, real_id(src.st));
-        return moved;
+        // Rarely, a copy is there already (made through another node of the same object);
+        // asking only now spares every copy-up a lookup of the name in the upper.
+        if (moved.error().value != EEXIST) return moved.error();
+        if (auto adopted = adopt_present_copy(fs, node, src, placement, alias, upper_fd);
+            !adopted) {
+            return adopted.error();
+        }
+        return src.st;
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
-    ::utimensat(AT_FDCWD, sys::proc_fd_path((*upper_dir)->get()).c_str(), parent_times, 0);
+    (void)sys::set_times_fd(upper_fd, parent_times);
     std::optional<core::DataSource> data;
-    if (*built_as == Built::metadata_only) data = data_of(src, placement, alias);
+    if (copy.built == Built::metadata_only) data = data_of(src, placement, alias);
     place_in_upper(fs, node, placement, std::move(data));
     // After placing: a failed sync reports an error but must not leave the node behind.
-    if (fs.options().sync_copy_up_dirs) return sync_copied_up((*upper_dir)->get(), alias.name);
-    return {};
+    if (fs.options().sync_copy_up_dirs) {
+        if (auto synced = sync_copied_up(upper_fd, alias.name); !synced) return synced.error();
+    }
+    return src.st;
 }
 
 }  // namespace
@@ -289,9 +326,8 @@ Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options
         return complete_metacopy(fs, node, options.skip_data);
     }
     const core::Placement lower = node->placement();
-    auto lower_st = fs.stack().stat_node(*node);
+    auto lower_st = copy_up_locked(fs, node, options);
     if (!lower_st) return lower_st.error();
-    if (auto copied = copy_up_locked(fs, node, options); !copied) return copied;
     return link_other_names(fs, node, lower.layer, *lower_st);
 }
 

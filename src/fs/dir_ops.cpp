@@ -194,15 +194,16 @@ Result<std::optional<sys::UniqueFd>> build_in_work_dir(Union& fs, int dirfd,
 
 // Removes NAME from the union (PARENT copied up and locked by the caller): an upper
 // object goes, and a whiteout takes its place where a lower layer still has the name.
+// IS_DIR: an rmdir.
 Result<void> remove_name(Union& fs, const core::NodePtr& parent, const std::string& name,
-                         bool object_in_upper) {
+                         bool is_dir, bool object_in_upper) {
     auto upper_dir = fs.stack().dir_fd(*parent, fs.stack().upper().index());
     if (!upper_dir) return upper_dir.error();
     const int dirfd = (*upper_dir)->get();
     if (!object_in_upper) return make_whiteout(fs, dirfd, name);
-    auto below = find_in_layers(fs, *parent, name, true);
+    auto below = find_in_layers(fs, *parent, name, true, HitDetail::identity);
     if (!below && below.error().value != ENOENT) return below.error();
-    return remove_upper_object(fs, dirfd, name, below.ok());
+    return remove_upper_object(fs, dirfd, name, is_dir, below.ok());
 }
 
 }  // namespace
@@ -254,7 +255,8 @@ Result<Created> make_object(Union& fs, const core::NodePtr& parent, const std::s
 
 Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& name) {
     if (fs.read_only()) return Errno{EROFS};
-    auto hit = find_in_layers(fs, *parent, name);
+    // The object's stat and layer are all a removal needs of it.
+    auto hit = find_in_layers(fs, *parent, name, false, HitDetail::identity);
     if (!hit) return hit.error();
     if (S_ISDIR(hit->st.st_mode)) return Errno{EISDIR};
     if (auto up = copy_up(fs, parent); !up) return up.error();
@@ -267,7 +269,7 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
         auto up = copy_up(fs, entry->node);
         fs.nodes().forget(fs.nodes().id_of(*entry->node), 1);
         if (!up) return up.error();
-        hit = find_in_layers(fs, *parent, name);
+        hit = find_in_layers(fs, *parent, name, false, HitDetail::identity);
         if (!hit) return hit.error();
     }
 
@@ -276,7 +278,8 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
     // to a new object.
     const core::NodePtr node =
         fs.nodes().find(core::RealId{hit->st.st_dev, hit->st.st_ino}, hit->st.st_mode);
-    auto removed = remove_name(fs, parent, name, fs.stack().layer(hit->placement.layer).is_upper());
+    auto removed =
+        remove_name(fs, parent, name, false, fs.stack().layer(hit->placement.layer).is_upper());
     // Open handles of a file whose last name went report no links, even when a lower
     // layer still holds it under a whiteout.
     if (removed && node) {
@@ -303,7 +306,7 @@ Result<void> rmdir(Union& fs, const core::NodePtr& parent, const std::string& na
     if (auto up = copy_up(fs, parent); !up) return up.error();
 
     std::lock_guard lock(parent->change_mutex());
-    Result<void> done = remove_name(fs, parent, name, entry->node->in_upper());
+    Result<void> done = remove_name(fs, parent, name, true, entry->node->in_upper());
     if (done) {
         fs.stack().forget_dir_fd(*entry->node, fs.stack().upper().index());
         entry->node->mark_unlinked();

@@ -10,21 +10,34 @@ namespace {
 
 constexpr const char* kOriginRecord = "layerfs.origin";
 
-}  // namespace
-
-void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin) {
+std::string origin_value(const struct stat& origin) {
     char value[64];
     std::snprintf(value, sizeof(value), "%" PRIu64 ":%" PRIu64,
                   static_cast<uint64_t>(origin.st_dev), static_cast<uint64_t>(origin.st_ino));
-    // Best effort: without the record only the number after a remount is lost.
-    (void)sys::set_xattr(dirfd, name, fs.stack().overlay_xattr(kOriginRecord), value);
+    return value;
+}
+
+}  // namespace
+
+// Best effort: without the record only the number after a remount is lost.
+void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin) {
+    (void)sys::set_xattr(dirfd, name, fs.stack().overlay_xattr(kOriginRecord),
+                         origin_value(origin));
+}
+
+void record_origin_fd(Union& fs, int fd, const struct stat& origin) {
+    (void)sys::set_xattr_fd(fd, fs.stack().overlay_xattr(kOriginRecord), origin_value(origin));
+}
+
+std::string origin_record_name(Union& fs) {
+    return fs.stack().overlay_xattr(kOriginRecord);
 }
 
 ino_t shown_ino(Union& fs, std::size_t layer, int dirfd, const std::string& name,
-                const struct stat& st) {
+                const struct stat& st, bool record_possible) {
     const core::Stack& stack = fs.stack();
     const core::Layer& where = stack.layer(layer);
-    if (where.is_upper()) {
+    if (where.is_upper() && record_possible) {
         auto record = sys::get_xattr(dirfd, name, stack.overlay_xattr(kOriginRecord));
         uint64_t dev = 0;
         uint64_t ino = 0;

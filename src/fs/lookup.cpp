@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <climits>
 #include <optional>
 
@@ -11,6 +12,7 @@
 #include "layerfs/fs/metacopy.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
+#include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
 namespace {
@@ -26,6 +28,7 @@ struct LayerAnswer {
     DirMarks marks;                   // for a directory
     MetacopyMarks metacopy;           // for a regular file above the bottom layer
     std::optional<LearntDir> learnt;  // a lower directory read in one pass (dir_probe)
+    bool origin_record_possible = true;
 };
 
 // NAME and its OCI marker, hashed once for every layer's index.
@@ -61,7 +64,8 @@ struct Walk {
         if (!answer.type) return;
         const bool is_dir = S_ISDIR(*answer.type);
         if (!hit) {
-            hit = LookupHit{*answer.st, core::Placement{layer, {}, {}, {}}, {}};
+            hit = LookupHit{
+                *answer.st, core::Placement{layer, {}, {}, {}}, {}, answer.origin_record_possible};
             if (!is_dir) {
                 stop = true;
                 if (S_ISREG(*answer.type) && answer.metacopy.metacopy)
@@ -111,7 +115,7 @@ struct Walk {
 Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
                               const core::Placement& parent_placement, std::size_t layer,
                               const std::string& name, const NameKeys& keys, bool below_matters,
-                              bool need_attrs, bool learn) {
+                              bool need_attrs, HitDetail detail, bool learn) {
     LayerAnswer answer;
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
@@ -177,8 +181,16 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     // A metadata-only file takes its data from a layer below (by the same name, or where a
     // redirect points, maybe outside the parent's layers): a file in the bottom layer cannot
     // be one. One listxattr, asked of regular files only.
-    if (S_ISREG(*type) && layer + 1 < fs.stack().layers().size()) {
-        answer.metacopy = read_metacopy_marks(dirfd, name);
+    if (S_ISREG(*type) && layer + 1 < fs.stack().layers().size() && detail == HitDetail::node) {
+        if (!fs.stack().layer(layer).is_upper()) {
+            answer.metacopy = read_metacopy_marks(dirfd, name);
+        } else if (auto listed = sys::list_xattr(dirfd, name)) {
+            // The same listing says whether the file has an origin record, which its number
+            // comes from: most files in the upper were made there and have none.
+            answer.metacopy = metacopy_marks_in(*listed, dirfd, name);
+            answer.origin_record_possible =
+                std::find(listed->begin(), listed->end(), origin_record_name(fs)) != listed->end();
+        }
     }
     if (S_ISDIR(*type)) {
         // Opaqueness matters only when layers below are asked; xattr whiteouts matter for the
@@ -207,7 +219,7 @@ void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
 }  // namespace
 
 Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
-                                 bool lowers_only, bool learn) {
+                                 bool lowers_only, HitDetail detail, bool learn) {
     if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
     if (!parent.is_dir()) return Errno{ENOTDIR};
     if (name.empty() || name == "." || name == "..") return Errno{ENOENT};
@@ -221,7 +233,7 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
         const bool below_matters = i + 1 < layers.size();
         const bool need_attrs = !walk.hit || walk.seeking_data;
         auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
-                                need_attrs, learn);
+                                need_attrs, detail, learn);
         if (!answer) return answer.error();
         walk.see(layers[i], *answer);
     }
@@ -248,21 +260,22 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     // directory that is being renamed is not serialised with the rename by the kernel. The
     // lower object then no longer shows here; walking again sees the copy, or the whiteout.
     constexpr int kWalks = 3;
-    Result<LookupHit> hit = find_in_layers(fs, *parent, name, false, true);
+    Result<LookupHit> hit = find_in_layers(fs, *parent, name, false, HitDetail::node, true);
     for (int walk = 1; walk < kWalks && hit; ++walk) {
         if (fs.stack().layer(hit->placement.layer).is_upper()) break;
         if (!fs.nodes().find_copied_from(core::RealId{hit->st.st_dev, hit->st.st_ino},
                                          hit->st.st_mode)) {
             break;
         }
-        hit = find_in_layers(fs, *parent, name, false, true);
+        hit = find_in_layers(fs, *parent, name, false, HitDetail::node, true);
     }
     if (!hit) return hit.error();
     const core::Layer& layer = fs.stack().layer(hit->placement.layer);
     const core::RealId real{hit->st.st_dev, hit->st.st_ino};
     auto dir = fs.stack().dir_fd(*parent, hit->placement.layer);
     if (!dir) return dir.error();
-    const ino_t ino = shown_ino(fs, hit->placement.layer, (*dir)->get(), name, hit->st);
+    const ino_t ino = shown_ino(fs, hit->placement.layer, (*dir)->get(), name, hit->st,
+                                hit->origin_record_possible);
     // Objects are keyed by their real identity, so hard links share one node.
     core::NodePtr node = fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT,
                                            hit->placement, real, ino, layer.is_upper());

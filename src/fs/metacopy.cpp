@@ -112,23 +112,45 @@ core::Placement without_data(core::Placement placement) {
 
 }  // namespace
 
-MetacopyMarks read_metacopy_marks(int dirfd, const std::string& name) {
+namespace {
+
+// The redirect that goes with a metacopy mark found under PREFIX.
+MetacopyMarks marks_with_redirect(std::string_view prefix, int dirfd, const std::string& name) {
     MetacopyMarks marks;
-    const std::string trusted_metacopy = record_name(core::kTrustedOverlayPrefix, "metacopy");
-    const std::string user_metacopy = record_name(core::kUserOverlayPrefix, "metacopy");
-    const std::vector<std::string> present =
-        sys::present_xattrs(dirfd, name, {trusted_metacopy, user_metacopy});
-    if (present.empty()) return marks;
     marks.metacopy = true;
-    // The redirect is read from the namespace the metacopy mark is in.
-    const std::string_view prefix = present.front() == trusted_metacopy
-                                        ? core::kTrustedOverlayPrefix
-                                        : core::kUserOverlayPrefix;
     if (auto redirect = sys::get_xattr(dirfd, name, record_name(prefix, core::kRedirectRecord));
         redirect && !redirect->empty()) {
         marks.redirect = std::move(*redirect);
     }
     return marks;
+}
+
+}  // namespace
+
+MetacopyMarks read_metacopy_marks(int dirfd, const std::string& name) {
+    const std::string trusted_metacopy = record_name(core::kTrustedOverlayPrefix, "metacopy");
+    const std::string user_metacopy = record_name(core::kUserOverlayPrefix, "metacopy");
+    const std::vector<std::string> present =
+        sys::present_xattrs(dirfd, name, {trusted_metacopy, user_metacopy});
+    if (present.empty()) return {};
+    // The redirect is read from the namespace the metacopy mark is in.
+    return marks_with_redirect(present.front() == trusted_metacopy ? core::kTrustedOverlayPrefix
+                                                                   : core::kUserOverlayPrefix,
+                               dirfd, name);
+}
+
+MetacopyMarks metacopy_marks_in(const std::vector<std::string>& listed, int dirfd,
+                                const std::string& name) {
+    const std::string trusted_metacopy = record_name(core::kTrustedOverlayPrefix, "metacopy");
+    const std::string user_metacopy = record_name(core::kUserOverlayPrefix, "metacopy");
+    for (const std::string& xattr : listed) {
+        if (xattr == trusted_metacopy) {
+            return marks_with_redirect(core::kTrustedOverlayPrefix, dirfd, name);
+        }
+        if (xattr == user_metacopy)
+            return marks_with_redirect(core::kUserOverlayPrefix, dirfd, name);
+    }
+    return {};
 }
 
 std::string layer_path(const core::Node& parent, const std::string& name) {
@@ -180,7 +202,7 @@ Result<sys::UniqueFd> open_data(Union& fs, const core::DataSource& source, int f
 
 Result<void> mark_metacopy(Union& fs, int fd, off_t size) {
     if (::ftruncate(fd, size) != 0) return last_errno();
-    return sys::set_xattr(fd, "", fs.stack().overlay_xattr(core::kMetacopyRecord), "");
+    return sys::set_xattr_fd(fd, fs.stack().overlay_xattr(core::kMetacopyRecord), "");
 }
 
 Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_data) {
@@ -263,7 +285,7 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
         return Errno{ENOENT};
     }
     const struct timespec parent_times[2] = {parent_before->st_atim, parent_before->st_mtim};
-    ::utimensat(AT_FDCWD, sys::proc_fd_path(where->dir->get()).c_str(), parent_times, 0);
+    (void)sys::set_times_fd(where->dir->get(), parent_times);
     node->set_placement(without_data(placement), true);
     if (fs.options().sync_copy_up_dirs) {
         auto parent = sys::reopen(where->dir->get(), O_RDONLY | O_DIRECTORY);

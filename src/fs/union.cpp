@@ -30,4 +30,8 @@ core::InodeTable make_table(core::Stack& stack) {
 Union::Union(std::unique_ptr<core::Stack> stack, UnionOptions options)
     : stack_(std::move(stack)), options_(options), nodes_(make_table(*stack_)) {}
 
+Union::~Union() {
+    if (stack_->has_upper()) forget_shared_whiteout(*stack_);
+}
+
 }  // namespace layerfs::fs

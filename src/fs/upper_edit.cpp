@@ -37,16 +37,23 @@ Result<UpperSlot> upper_slot(Union& fs, int upper_dir, const std::string& name) 
 }
 
 Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name) {
-    return write_whiteout(upper_dir, name, fs.stack().write_setup().whiteouts);
+    const core::WhiteoutStyle style = fs.stack().write_setup().whiteouts;
+    if (style == core::WhiteoutStyle::device) return link_whiteout(fs.stack(), upper_dir, name);
+    return write_whiteout(upper_dir, name, style);
 }
 
-Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
+Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name, bool is_dir,
                                  bool lower_has_name) {
     // Nothing below to hide: the object goes in one unlink or rmdir (a directory that still
-    // holds whiteouts, which rmdir(2) refuses, leaves through the work dir below).
+    // holds whiteouts, which rmdir(2) refuses, leaves through the work dir below). The
+    // other kind is tried when the name changed kind since the caller looked.
     if (!lower_has_name) {
-        if (::unlinkat(upper_dir, name.c_str(), 0) == 0) return {};
-        if (errno == EISDIR && ::unlinkat(upper_dir, name.c_str(), AT_REMOVEDIR) == 0) return {};
+        const int flags = is_dir ? AT_REMOVEDIR : 0;
+        if (::unlinkat(upper_dir, name.c_str(), flags) == 0) return {};
+        if ((errno == EISDIR || errno == ENOTDIR) &&
+            ::unlinkat(upper_dir, name.c_str(), flags ^ AT_REMOVEDIR) == 0) {
+            return {};
+        }
     }
     WorkTemp temp(fs.stack());
     if (!lower_has_name || fs.stack().write_setup().whiteouts == core::WhiteoutStyle::oci_files) {
@@ -56,8 +63,12 @@ Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& na
         if (lower_has_name) return make_whiteout(fs, upper_dir, name);
         return {};  // the temp's destructor removes the moved object
     }
-    if (::mknodat(temp.work_fd(), temp.name().c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
-        return last_errno();
+    if (auto made = link_whiteout(fs.stack(), temp.work_fd(), temp.name()); !made) return made;
+    // rename(2) replaces a non-directory in one step and drops it; a directory must swap
+    // (which works for any kind), and leaves with the temp.
+    if (!is_dir) {
+        auto moved = temp.move_into_place(upper_dir, name, 0);
+        if (moved || moved.error().value != EISDIR) return moved;
     }
     return temp.move_into_place(upper_dir, name, RENAME_EXCHANGE);
 }

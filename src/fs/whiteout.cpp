@@ -8,10 +8,24 @@
 #include <vector>
 
 #include "layerfs/core/overlay_xattr.hpp"
+#include "layerfs/fs/workdir.hpp"
 #include "layerfs/sys/syscalls.hpp"
 #include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fs {
+namespace {
+
+// A new shared whiteout, swapped in by one rename: a request linking at the same moment
+// links either the old one or the new one, both whiteouts.
+bool renew_shared_whiteout(const core::Stack& stack) {
+    WorkTemp temp(stack);
+    if (::mknodat(temp.work_fd(), temp.name().c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+        return false;
+    }
+    return temp.move_into_place(temp.work_fd(), std::string(kSharedWhiteoutName), 0).ok();
+}
+
+}  // namespace
 
 bool is_whiteout(const struct stat& st) {
     return S_ISCHR(st.st_mode) && major(st.st_rdev) == 0 && minor(st.st_rdev) == 0;
@@ -81,6 +95,25 @@ Result<void> write_whiteout(int dirfd, const std::string& name, core::WhiteoutSt
     auto fd = sys::open_at(dirfd, *marker, O_CREAT | O_WRONLY, 0000);
     if (!fd) return fd.error();
     return {};
+}
+
+Result<void> link_whiteout(const core::Stack& stack, int dirfd, const std::string& name) {
+    const std::string shared(kSharedWhiteoutName);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (::linkat(stack.work_fd(), shared.c_str(), dirfd, name.c_str(), 0) == 0) return {};
+        const int error = errno;
+        if (error == EEXIST) return Errno{EEXIST};
+        // None yet (the mount's first deletion; a mount clears the work directory), or one
+        // with as many links as the filesystem allows (ext4: 65000): a new one.
+        if ((error != ENOENT && error != EMLINK) || attempt > 0) break;
+        if (!renew_shared_whiteout(stack)) break;
+    }
+    // A filesystem without hard links, or some other refusal: a whiteout of its own.
+    return write_whiteout(dirfd, name, core::WhiteoutStyle::device);
+}
+
+void forget_shared_whiteout(const core::Stack& stack) {
+    ::unlinkat(stack.work_fd(), std::string(kSharedWhiteoutName).c_str(), 0);
 }
 
 Result<void> write_opaque(int dirfd, const std::string& name, const std::string& xattr_prefix) {

@@ -59,6 +59,14 @@ Result<struct stat> stat_fd(int fd) {
     return st;
 }
 
+Result<void> set_times_fd(int fd, const struct timespec times[2]) {
+    if (::utimensat(fd, "", times, AT_EMPTY_PATH) == 0) return {};
+    // EINVAL: a kernel whose utimensat does not know AT_EMPTY_PATH.
+    if (errno != EINVAL) return last_errno();
+    if (::utimensat(AT_FDCWD, proc_fd_path(fd).c_str(), times, 0) != 0) return last_errno();
+    return {};
+}
+
 Result<struct statvfs> statvfs_fd(int fd) {
     struct statvfs st {};
     if (::fstatvfs(fd, &st) < 0) return last_errno();

@@ -87,6 +87,12 @@ ssize_t list_raw(int dirfd, const std::string& name, char* buf, size_t size) {
 }  // namespace
 
 Result<std::string> get_xattr(int dirfd, const std::string& name, const std::string& xattr) {
+    // Most values are small: one call into a buffer here, and the size is asked only for a
+    // larger one (the kernel asks an ACL or a capability of every change through the mount).
+    char small[256];
+    const ssize_t first = get_raw(dirfd, name, xattr, small, sizeof(small));
+    if (first >= 0) return std::string(small, static_cast<size_t>(first));
+    if (errno != ERANGE) return last_errno();
     // Sizes can change between the two calls; retry on ERANGE.
     for (;;) {
         ssize_t size = get_raw(dirfd, name, xattr, nullptr, 0);
@@ -103,7 +109,28 @@ Result<std::string> get_xattr(int dirfd, const std::string& name, const std::str
     }
 }
 
+namespace {
+
+std::vector<std::string> split_names(std::string_view buf) {
+    std::vector<std::string> names;
+    size_t pos = 0;
+    while (pos < buf.size()) {
+        size_t end = buf.find('\0', pos);
+        if (end == std::string_view::npos) end = buf.size();
+        if (end > pos) names.emplace_back(buf.substr(pos, end - pos));
+        pos = end + 1;
+    }
+    return names;
+}
+
+}  // namespace
+
 Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name) {
+    // Most objects have no xattrs or a few: one call into a buffer here covers them.
+    char small[1024];
+    const ssize_t first = list_raw(dirfd, name, small, sizeof(small));
+    if (first >= 0) return split_names(std::string_view(small, static_cast<size_t>(first)));
+    if (errno != ERANGE) return last_errno();
     for (;;) {
         ssize_t size = list_raw(dirfd, name, nullptr, 0);
         if (size < 0) return last_errno();
@@ -114,15 +141,7 @@ Result<std::vector<std::string>> list_xattr(int dirfd, const std::string& name) 
             if (errno == ERANGE) continue;
             return last_errno();
         }
-        std::vector<std::string> names;
-        size_t pos = 0;
-        while (pos < static_cast<size_t>(got)) {
-            size_t end = buf.find('\0', pos);
-            if (end == std::string::npos || end > static_cast<size_t>(got)) end = got;
-            if (end > pos) names.emplace_back(buf.substr(pos, end - pos));
-            pos = end + 1;
-        }
-        return names;
+        return split_names(std::string_view(buf.data(), static_cast<size_t>(got)));
     }
 }
 
@@ -170,6 +189,13 @@ Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xa
         name.empty() ? ::setxattr(path.c_str(), xattr.c_str(), value.data(), value.size(), flags)
                      : ::lsetxattr(path.c_str(), xattr.c_str(), value.data(), value.size(), flags);
     if (rc != 0) return last_errno();
+    return {};
+}
+
+Result<void> set_xattr_fd(int fd, const std::string& xattr, const std::string& value, int flags) {
+    if (::fsetxattr(fd, xattr.c_str(), value.data(), value.size(), flags) != 0) {
+        return last_errno();
+    }
     return {};
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "layerfs/core/stack.hpp"
+#include "layerfs/fs/attr.hpp"
 #include "layerfs/fs/copy_up.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
@@ -125,6 +126,75 @@ TEST_F(CopyUpTest, SkipDataMakesAnEmptyCopy) {
     auto fs = mount();
     ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/file"), {.skip_data = true}).ok());
     EXPECT_EQ(stdfs::file_size(root_ / "upper/dir/sub/file"), 0u);
+}
+
+// A node that went stale (a copy of its object was placed through another node meanwhile)
+// adopts the copy that is there; its own temp goes.
+TEST_F(CopyUpTest, AStaleNodeAdoptsTheCopyThatIsThere) {
+    auto fs = mount();
+    core::NodePtr node = walk(*fs, "dir/sub/file");
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub")).ok());
+    std::ofstream(root_ / "upper/dir/sub/file") << "made elsewhere";
+    ASSERT_TRUE(fs::copy_up(*fs, node).ok());
+    EXPECT_TRUE(node->in_upper());
+    struct stat placed {};
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub/file").c_str(), &placed), 0);
+    EXPECT_EQ(fs->nodes().find(core::RealId{placed.st_dev, placed.st_ino}, S_IFREG), node);
+    std::ifstream copy(root_ / "upper/dir/sub/file");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(copy), {}), "made elsewhere");
+    EXPECT_TRUE(work_is_empty());
+}
+
+// Something else at the name (another type) is no copy: the copy-up fails, nothing changes.
+TEST_F(CopyUpTest, AnotherObjectAtTheNameIsNotTakenForTheCopy) {
+    auto fs = mount();
+    core::NodePtr node = walk(*fs, "dir/sub/file");
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub")).ok());
+    stdfs::create_directory(root_ / "upper/dir/sub/file");
+    auto result = fs::copy_up(*fs, node);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error().value, EEXIST);
+    EXPECT_FALSE(node->in_upper());
+    EXPECT_TRUE(stdfs::is_directory(root_ / "upper/dir/sub/file"));
+    EXPECT_TRUE(work_is_empty());
+}
+
+// Values and name lists past the wrappers' first buffer are read whole.
+TEST_F(CopyUpTest, LargeValuesAndManyXattrsTravel) {
+    const std::string file = root_ / "lower/dir/sub/file";
+    const std::string big(1200, 'v');
+    ASSERT_EQ(::setxattr(file.c_str(), "user.big", big.data(), big.size(), 0), 0);
+    for (int i = 0; i < 30; ++i) {
+        const std::string name = "user.many-xattrs-to-overflow-a-listing-" + std::to_string(i);
+        ASSERT_EQ(::setxattr(file.c_str(), name.c_str(), "1", 1, 0), 0) << std::strerror(errno);
+    }
+    auto fs = mount();
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/file")).ok());
+    const std::string copy = root_ / "upper/dir/sub/file";
+    std::string value(4096, '\0');
+    const ssize_t got = ::getxattr(copy.c_str(), "user.big", value.data(), value.size());
+    ASSERT_EQ(got, static_cast<ssize_t>(big.size()));
+    EXPECT_EQ(value.substr(0, static_cast<size_t>(got)), big);
+    EXPECT_EQ(::getxattr(copy.c_str(), "user.many-xattrs-to-overflow-a-listing-29", nullptr, 0), 1);
+}
+
+// A copy-up is not a change of the directory it lands in: its times stay the lower's.
+TEST_F(CopyUpTest, TheParentKeepsItsTimes) {
+    const struct timespec old_times[2] = {{1'000'000'000, 5}, {1'000'000'000, 7}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (root_ / "lower/dir/sub").c_str(), old_times, 0), 0);
+    auto fs = mount();
+    ASSERT_TRUE(fs::copy_up(*fs, walk(*fs, "dir/sub/file")).ok());
+    struct stat sub {};
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub").c_str(), &sub), 0);
+    EXPECT_EQ(sub.st_mtim.tv_sec, old_times[1].tv_sec);
+    EXPECT_EQ(sub.st_mtim.tv_nsec, old_times[1].tv_nsec);
+    // utimes of the directory itself (reached by its own fd) sets them.
+    const struct timespec when { 1'200'000'000, 9 };
+    auto set = fs::setattr(*fs, walk(*fs, "dir/sub"), fs::AttrChange{.mtime = when}, nullptr);
+    ASSERT_TRUE(set.ok());
+    ASSERT_EQ(::stat((root_ / "upper/dir/sub").c_str(), &sub), 0);
+    EXPECT_EQ(sub.st_mtim.tv_sec, when.tv_sec);
+    EXPECT_EQ(sub.st_mtim.tv_nsec, when.tv_nsec);
 }
 
 TEST_F(CopyUpTest, LeftoversInWorkAreRemovedAtTheNextMount) {

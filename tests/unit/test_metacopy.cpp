@@ -16,9 +16,11 @@
 #include "layerfs/core/stack.hpp"
 #include "layerfs/fs/attr.hpp"
 #include "layerfs/fs/copy_up.hpp"
+#include "layerfs/fs/dir_ops.hpp"
 #include "layerfs/fs/file_ops.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
+#include "layerfs/fs/whiteout.hpp"
 #include "layerfs/fs/xattr_ops.hpp"
 #include "union_on_dirs.hpp"
 
@@ -124,6 +126,22 @@ TEST_F(MetacopyTest, MetadataChangeCopiesNoData) {
     ASSERT_TRUE(names);
     EXPECT_EQ(*names, std::vector<std::string>{"user.kept"});
     EXPECT_TRUE(work_is_empty());
+}
+
+// A removal asks the layers less than a lookup (no data source): a metadata-only copy still
+// leaves a whiteout over the lower file, whose data stays.
+TEST_F(MetacopyTest, RemovingAMetadataOnlyCopyLeavesAWhiteout) {
+    auto fs = mount();
+    ASSERT_TRUE(chmod(*fs, walk(*fs, "dir/file"), 0600));
+    ASSERT_TRUE(fs::unlink(*fs, walk(*fs, "dir"), "file").ok());
+    struct stat st {};
+    ASSERT_EQ(::lstat((root_ / "upper/dir/file").c_str(), &st), 0);
+    EXPECT_TRUE(fs::is_whiteout(st));
+    auto gone = fs::find_in_layers(*fs, *walk(*fs, "dir"), "file");
+    ASSERT_FALSE(gone.ok());
+    EXPECT_EQ(gone.error().value, ENOENT);
+    std::ifstream lower(root_ / "lower/dir/file");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(lower), {}), kData);
 }
 
 TEST_F(MetacopyTest, XattrAndTimesChangesCopyNoData) {

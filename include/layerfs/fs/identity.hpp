@@ -17,8 +17,15 @@ namespace layerfs::fs {
 // xattr (symlinks, devices) keep no record: they get a new number after a remount.
 void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin);
 
-// The number shown for the object ST, found at NAME under DIRFD in LAYER.
+// The same on the regular file open at FD (for writing): a copy-up under construction.
+void record_origin_fd(Union& fs, int fd, const struct stat& origin);
+
+// The xattr the record is kept in on this mount.
+std::string origin_record_name(Union& fs);
+
+// The number shown for the object ST, found at NAME under DIRFD in LAYER. RECORD_POSSIBLE
+// false: the caller listed the object's xattrs and the record is not among them.
 ino_t shown_ino(Union& fs, std::size_t layer, int dirfd, const std::string& name,
-                const struct stat& st);
+                const struct stat& st, bool record_possible = true);
 
 }  // namespace layerfs::fs

@@ -24,16 +24,25 @@ struct LookupHit {
     struct stat st;  // of the topmost object, as the layer has it
     core::Placement placement;
     std::vector<LearntDir> learnt;  // only when the walk was asked to learn
+    // False when the object's xattrs were listed and hold no origin record (fs/identity.hpp).
+    bool origin_record_possible = true;
 };
 
 // Walks PARENT's contributing layers from the top: a whiteout ends the walk (ENOENT), a
 // non-directory is the answer, a directory collects the same-named directories below it
 // until an opaque one or a non-directory.
 // LOWERS_ONLY asks what the name would be without the upper: whether a deletion must leave
-// a whiteout. LEARN lists the small lower directories of a directory hit on the way, for a
-// caller that gives them to the node (lookup does).
+// a whiteout.
+// What a caller needs of the hit: a node made of it needs to know where a metadata-only
+// file's data is (one listxattr per regular file above the bottom layer); a removal or an
+// existence check needs only the object's stat and layer.
+// LEARN lists the small lower directories of a directory hit on the way, for a caller that
+// gives them to the node (lookup does).
+enum class HitDetail { node, identity };
+
 Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std::string& name,
-                                 bool lowers_only = false, bool learn = false);
+                                 bool lowers_only = false, HitDetail detail = HitDetail::node,
+                                 bool learn = false);
 
 // A hit that the kernel will hold: the node (lookup count raised) and its attributes.
 struct Entry {

@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "layerfs/core/node.hpp"
 #include "layerfs/fs/union.hpp"
@@ -28,6 +29,11 @@ struct MetacopyMarks {
 // The marks of the regular file NAME under DIRFD (empty NAME: DIRFD itself), in either
 // namespace: a layer may come from a rootful or a rootless writer.
 MetacopyMarks read_metacopy_marks(int dirfd, const std::string& name);
+
+// The same, from LISTED, the file's xattr names the caller has listed already (a lookup in
+// the upper lists once for these marks and the origin record).
+MetacopyMarks metacopy_marks_in(const std::vector<std::string>& listed, int dirfd,
+                                const std::string& name);
 
 // The path of NAME inside directory PARENT, from a layer's root ("a/b/NAME").
 std::string layer_path(const core::Node& parent, const std::string& name);

@@ -47,6 +47,10 @@ struct UnionOptions {
 class Union {
   public:
     Union(std::unique_ptr<core::Stack> stack, UnionOptions options);
+    Union(const Union&) = delete;
+    Union& operator=(const Union&) = delete;
+    // Leaves the work directory as empty as it was found (the shared whiteout goes).
+    ~Union();
 
     core::Stack& stack() { return *stack_; }
     core::InodeTable& nodes() { return nodes_; }

@@ -21,9 +21,11 @@ Result<UpperSlot> upper_slot(Union& fs, int upper_dir, const std::string& name);
 // Puts a whiteout at NAME in the upper directory UPPER_DIR, where nothing is now.
 Result<void> make_whiteout(Union& fs, int upper_dir, const std::string& name);
 
-// Removes the upper object at NAME, leaving a whiteout when LOWER_HAS_NAME; one exchange
-// makes the change atomic: the visible name goes from object to whiteout in one step.
-Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name,
+// Removes the upper object at NAME, leaving a whiteout when LOWER_HAS_NAME; one rename
+// makes the change atomic: the visible name goes from object to whiteout in one step (a
+// directory is swapped with the whiteout and then removed from the work directory).
+// IS_DIR: what the caller found there (a directory for rmdir), tried first.
+Result<void> remove_upper_object(Union& fs, int upper_dir, const std::string& name, bool is_dir,
                                  bool lower_has_name);
 
 // Sets overlay.opaque=y on NAME under DIRFD (NAME empty: DIRFD itself).

@@ -52,6 +52,20 @@ bool is_xattr_whiteout(int dirfd, const std::string& name, const struct stat& st
 // or the file .wh.NAME where the filesystem refuses devices. The one way layerfs writes one.
 Result<void> write_whiteout(int dirfd, const std::string& name, core::WhiteoutStyle style);
 
+// The work directory's whiteout that the upper's device whiteouts are hard links to. Its
+// name cannot be a temp's: those always hold a '.'.
+inline constexpr std::string_view kSharedWhiteoutName = "#whiteout";
+
+// A whiteout device for NAME under DIRFD (in STACK's upper or work directory), where nothing
+// is now, made as one more hard link to the shared whiteout, as the kernel's overlayfs makes
+// its own: a link allocates no inode, and the filesystem's inode allocator was most of what
+// a deletion cost. EEXIST when NAME is taken. Where a link cannot be made, a new device.
+Result<void> link_whiteout(const core::Stack& stack, int dirfd, const std::string& name);
+
+// Removes the shared whiteout (the links in the upper stay whiteouts): at unmount, so that
+// the work directory holds nothing between mounts.
+void forget_shared_whiteout(const core::Stack& stack);
+
 // Marks directory NAME under DIRFD (NAME empty: DIRFD itself) opaque: XATTR_PREFIX
 // ("trusted.overlay." or "user.overlay.") + "opaque" = "y".
 Result<void> write_opaque(int dirfd, const std::string& name, const std::string& xattr_prefix);

@@ -37,6 +37,9 @@ Result<UniqueFd> reopen(int fd, int flags);
 Result<struct stat> stat_at(int dirfd, const std::string& name);  // AT_SYMLINK_NOFOLLOW
 Result<struct stat> stat_fd(int fd);                              // works on O_PATH fds
 Result<struct statvfs> statvfs_fd(int fd);
+// utimensat on FD's own object, O_PATH fds too: AT_EMPTY_PATH where the kernel takes it
+// with utimensat (no procfs path to walk), else through /proc/self/fd.
+Result<void> set_times_fd(int fd, const struct timespec times[2]);
 // faccessat with AT_EACCESS; an empty NAME checks DIRFD's object itself.
 Result<void> access_at(int dirfd, const std::string& name, int mask);
 Result<std::string> read_link_at(int dirfd, const std::string& name);
