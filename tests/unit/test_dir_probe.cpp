@@ -17,6 +17,7 @@
 #include "layerfs/core/name_index.hpp"
 #include "layerfs/fs/dir_probe.hpp"
 #include "layerfs/sys/syscalls.hpp"
+#include "temp_root.hpp"
 
 namespace layerfs {
 namespace {
@@ -26,22 +27,18 @@ namespace stdfs = std::filesystem;
 class TempTree : public ::testing::Test {
   protected:
     void SetUp() override {
-        char pattern[] = "/tmp/layerfs-probe-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        root_ = pattern;
-        auto fd = sys::open_user_path(root_, O_RDONLY | O_DIRECTORY);
+        auto fd = sys::open_user_path(root_.path(), O_RDONLY | O_DIRECTORY);
         ASSERT_TRUE(fd);
         fd_ = std::move(*fd);
     }
-    void TearDown() override { stdfs::remove_all(root_); }
 
-    void make_dir(const std::string& name) { stdfs::create_directories(root_ / name); }
+    void make_dir(const std::string& name) { root_.make_dirs({name}); }
     void make_file(const std::string& name) { std::ofstream(root_ / name) << "x"; }
     void set_opaque(const std::string& name, const char* value) {
         ASSERT_EQ(::setxattr((root_ / name).c_str(), "user.overlay.opaque", value, 1, 0), 0);
     }
 
-    stdfs::path root_;
+    unittest::TempRoot root_{"probe"};
     sys::UniqueFd fd_;
 };
 

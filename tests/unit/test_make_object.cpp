@@ -14,6 +14,7 @@
 #include "layerfs/fs/dir_ops.hpp"
 #include "layerfs/sys/fs_cred_guard.hpp"
 #include "layerfs/sys/syscalls.hpp"
+#include "temp_root.hpp"
 #include "union_on_dirs.hpp"
 
 namespace layerfs {
@@ -28,11 +29,7 @@ class MakeObjectTest : public ::testing::Test {
   protected:
     void SetUp() override {
         if (::geteuid() != 0) GTEST_SKIP() << "acting as another user needs root";
-        char pattern[] = "/tmp/layerfs-make-XXXXXX";
-        root_ = ::mkdtemp(pattern);
-        for (const char* dir : {"lower", "upper", "work", "mnt"}) {
-            stdfs::create_directory(root_ / dir);
-        }
+        root_.make_dirs({"lower", "upper", "work", "mnt"});
         // Open to all, as a shared directory is; and one only its group may write.
         stdfs::create_directory(root_ / "upper/open");
         ::chmod((root_ / "upper/open").c_str(), 0777);
@@ -43,11 +40,7 @@ class MakeObjectTest : public ::testing::Test {
         ::mknod((root_ / "upper/open/gone").c_str(), S_IFCHR | 0000, makedev(0, 0));
         stdfs::create_directory(root_ / "lower/open");
         std::ofstream(root_ / "lower/open/gone") << "lower";
-        fs_ = unittest::open_union(root_, {"lower"});
-    }
-    void TearDown() override {
-        fs_.reset();
-        if (!root_.empty()) stdfs::remove_all(root_);
+        fs_ = unittest::open_union(root_.path(), {"lower"});
     }
 
     // Makes DIR/NAME through the union as uid/gid 1000 with umask 022.
@@ -71,8 +64,8 @@ class MakeObjectTest : public ::testing::Test {
 
     bool work_is_empty() { return stdfs::is_empty(root_ / "work/work"); }
 
-    stdfs::path root_;
-    std::unique_ptr<fs::Union> fs_;
+    unittest::TempRoot root_{"make"};
+    std::unique_ptr<fs::Union> fs_;  // declared after the root: gone before it
 };
 
 TEST_F(MakeObjectTest, EveryTypeGetsTheCallersOwnerAndMode) {
@@ -108,8 +101,8 @@ TEST_F(MakeObjectTest, ExistingNameIsRefusedAndLeftAlone) {
 
 TEST(FsCredGuard, ActsAsTheUserOnlyWhileItLives) {
     if (::geteuid() != 0) GTEST_SKIP() << "setfsuid needs root";
-    char pattern[] = "/tmp/layerfs-fscred-XXXXXX";
-    const stdfs::path root = ::mkdtemp(pattern);
+    const unittest::TempRoot temp("fscred");
+    const stdfs::path& root = temp.path();
     ::chmod(root.c_str(), 0777);
     const sys::UniqueFd dir(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(dir.valid());
@@ -126,7 +119,6 @@ TEST(FsCredGuard, ActsAsTheUserOnlyWhileItLives) {
     ASSERT_EQ(::lstat((root / "as-root").c_str(), &st), 0);
     EXPECT_EQ(st.st_uid, 0u);
     EXPECT_EQ(st.st_gid, 0u);
-    stdfs::remove_all(root);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "layerfs/core/stack.hpp"
+#include "temp_root.hpp"
 
 namespace layerfs {
 namespace {
@@ -20,12 +21,9 @@ namespace stdfs = std::filesystem;
 class ManyLowersNesting : public ::testing::Test {
   protected:
     void SetUp() override {
-        char pattern[] = "/tmp/layerfs-nesting-XXXXXX";
-        ASSERT_NE(::mkdtemp(pattern), nullptr);
-        root_ = pattern;
-        for (const char* dir : {"upper/inner", "work", "mnt"}) make_dir(dir);
+        root_.make_dirs({"upper/inner", "work", "mnt"});
         for (int i = 0; i < 50; ++i) {
-            make_dir("layers/" + std::to_string(i));
+            root_.make_dirs({"layers/" + std::to_string(i)});
             lowers_.push_back(root_ / "layers" / std::to_string(i));
         }
     }
@@ -35,10 +33,7 @@ class ManyLowersNesting : public ::testing::Test {
                             std::string(root_ / "work"), root_ / "mnt", core::XattrNamespace::user},
             64);
     }
-    void TearDown() override { stdfs::remove_all(root_); }
-    void make_dir(const std::string& name) { stdfs::create_directories(root_ / name); }
-
-    stdfs::path root_;
+    unittest::TempRoot root_{"nesting"};
     std::vector<std::string> lowers_;
 };
 
@@ -59,7 +54,7 @@ TEST_F(ManyLowersNesting, ALowerInsideTheUpperIsRefusedWhereverItIsListed) {
 
 TEST_F(ManyLowersNesting, AnUpperInsideALowerIsRefused) {
     std::vector<std::string> lowers = lowers_;
-    lowers.push_back(root_);
+    lowers.push_back(root_.path());
     auto stack = open(lowers);
     ASSERT_FALSE(stack);
     EXPECT_NE(

@@ -15,6 +15,7 @@
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
 #include "layerfs/fs/whiteout.hpp"
+#include "temp_root.hpp"
 #include "union_on_dirs.hpp"
 
 namespace layerfs {
@@ -25,18 +26,13 @@ namespace stdfs = std::filesystem;
 class WhiteoutTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        char pattern[] = "/tmp/layerfs-whiteout-XXXXXX";
-        root_ = ::mkdtemp(pattern);
-        for (const char* dir : {"lower/d/sub", "upper", "work", "mnt"}) {
-            stdfs::create_directories(root_ / dir);
-        }
+        root_.make_dirs({"lower/d/sub", "upper", "work", "mnt"});
         for (const char* file : {"a", "b", "c", "d/x", "d/sub/y"}) {
             std::ofstream(root_ / "lower" / file) << file;
         }
     }
-    void TearDown() override { stdfs::remove_all(root_); }
 
-    std::unique_ptr<fs::Union> mount() { return unittest::open_union(root_, {"lower"}); }
+    std::unique_ptr<fs::Union> mount() { return unittest::open_union(root_.path(), {"lower"}); }
 
     // The upper's object at PATH, as lstat(2) has it.
     struct stat upper_stat(const std::string& path) {
@@ -54,7 +50,7 @@ class WhiteoutTest : public ::testing::Test {
         return !hit && hit.error().value == ENOENT;
     }
 
-    stdfs::path root_;
+    unittest::TempRoot root_{"whiteout"};
 };
 
 TEST_F(WhiteoutTest, DeletionsOfLowerNamesLinkOneSharedWhiteout) {
