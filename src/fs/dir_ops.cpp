@@ -91,6 +91,12 @@ Result<std::optional<sys::UniqueFd>> build_new(int dirfd, const std::string& nam
     return std::optional<sys::UniqueFd>();
 }
 
+// A new object at its name in the upper.
+struct NewlyMade {
+    std::optional<sys::UniqueFd> file;  // a regular file comes back open
+    struct stat st;                     // as made: its number and type
+};
+
 // Where nothing is to be replaced, the object is made at its name in the upper directly,
 // as the caller (the kernel's overlayfs does the same): the creating call gives it its
 // owner and mode, so it is never visible half made, and the work dir's chown, chmod and
@@ -99,11 +105,9 @@ Result<std::optional<sys::UniqueFd>> build_new(int dirfd, const std::string& nam
 // Nothing made (std::nullopt) when the daemon cannot act as the caller here: without
 // CAP_SETUID, with owner records (xattr_permissions), under a default ACL (the work dir
 // path applies it), or when the caller's ids alone may not write the upper directory.
-Result<std::optional<std::optional<sys::UniqueFd>>> build_in_place(const Union& fs, int dirfd,
-                                                                   const std::string& name,
-                                                                   const NewObject& what,
-                                                                   const NewIdentity& id) {
-    using Outcome = std::optional<std::optional<sys::UniqueFd>>;
+Result<std::optional<NewlyMade>> build_in_place(const Union& fs, int dirfd, const std::string& name,
+                                                const NewObject& what, const NewIdentity& id) {
+    using Outcome = std::optional<NewlyMade>;
     if (id.acl || !fs.options().override_stat_xattr.empty()) return Outcome();
     Result<std::optional<sys::UniqueFd>> made = Errno{EPERM};
     {
@@ -129,7 +133,7 @@ Result<std::optional<std::optional<sys::UniqueFd>>> build_in_place(const Union& 
         ::unlinkat(dirfd, name.c_str(), S_ISDIR(what.mode) ? AT_REMOVEDIR : 0);
         return error;
     }
-    return Outcome(std::move(*made));
+    return Outcome(NewlyMade{std::move(*made), *st});
 }
 
 Result<void> apply_identity(Union& fs, const WorkTemp& temp, const NewObject& what,
@@ -168,10 +172,9 @@ Result<void> apply_identity(Union& fs, const WorkTemp& temp, const NewObject& wh
 
 // Builds the object under a temp name in the work dir, gives it owner, ACLs and mode, and
 // moves it to NAME in one rename (over the whiteout there, if any).
-Result<std::optional<sys::UniqueFd>> build_in_work_dir(Union& fs, int dirfd,
-                                                       const std::string& name,
-                                                       const NewObject& what, const NewIdentity& id,
-                                                       bool over_whiteout) {
+Result<NewlyMade> build_in_work_dir(Union& fs, int dirfd, const std::string& name,
+                                    const NewObject& what, const NewIdentity& id,
+                                    bool over_whiteout) {
     WorkTemp temp(fs.stack());
     auto file_fd = build_new(temp.work_fd(), temp.name(), what, S_ISDIR(what.mode) ? 0700 : 0600);
     if (!file_fd) return file_fd.error();
@@ -189,7 +192,9 @@ Result<std::optional<sys::UniqueFd>> build_in_work_dir(Union& fs, int dirfd,
     if (over_whiteout && !device_whiteout) {
         if (auto marker = whiteout_marker_for(name)) ::unlinkat(dirfd, marker->c_str(), 0);
     }
-    return file_fd;
+    auto st = sys::stat_at(dirfd, name);
+    if (!st) return st.error();
+    return NewlyMade{std::move(*file_fd), *st};
 }
 
 // Removes NAME from the union (PARENT copied up and locked by the caller): an upper
@@ -229,26 +234,23 @@ Result<Created> make_object(Union& fs, const core::NodePtr& parent, const std::s
 
     auto id = new_identity(fs, dirfd, what, caller);
     if (!id) return id.error();
-    std::optional<std::optional<sys::UniqueFd>> in_place;
-    if (!over_whiteout) {
-        auto built = build_in_place(fs, dirfd, name, what, *id);
-        if (!built) return built.error();
-        in_place = std::move(*built);
-    }
-    auto file_fd = in_place ? Result<std::optional<sys::UniqueFd>>(std::move(*in_place))
-                            : build_in_work_dir(fs, dirfd, name, what, *id, over_whiteout);
-    if (!file_fd) return file_fd.error();
+    Result<std::optional<NewlyMade>> in_place =
+        over_whiteout ? Result<std::optional<NewlyMade>>(std::optional<NewlyMade>())
+                      : build_in_place(fs, dirfd, name, what, *id);
+    if (!in_place) return in_place.error();
+    Result<NewlyMade> made = *in_place
+                                 ? Result<NewlyMade>(std::move(**in_place))
+                                 : build_in_work_dir(fs, dirfd, name, what, *id, over_whiteout);
+    if (!made) return made.error();
 
     // A node still holding the new object's number belongs to an object removed a moment
     // ago (the filesystem reuses numbers at once); it must not become the new one's.
-    if (auto made = sys::stat_at(dirfd, name)) {
-        fs.nodes().retire(core::RealId{made->st_dev, made->st_ino}, made->st_mode);
-    }
+    fs.nodes().retire(core::RealId{made->st.st_dev, made->st.st_ino}, made->st.st_mode);
     auto entry = lookup(fs, parent, name);
     if (!entry) return entry.error();
     Created created{std::move(*entry), std::nullopt};
-    if (*file_fd) {
-        created.file.emplace(created.entry.node, std::move(**file_fd), true, what.open_flags);
+    if (made->file) {
+        created.file.emplace(created.entry.node, std::move(*made->file), true, what.open_flags);
     }
     return created;
 }
