@@ -141,7 +141,7 @@ Result<void> copy_xattrs(const Source& src, const Copy& copy) {
             if (value.error().value == ENODATA) continue;
             return value.error();
         }
-        auto set = copy.file ? sys::set_xattr_fd(copy.file.get(), xattr, *value)
+        auto set = copy.file ? sys::set_xattr(copy.file.get(), "", xattr, *value)
                              : sys::set_xattr(copy.temp.work_fd(), copy.temp.name(), xattr, *value);
         if (!set) {
             const int error = set.error().value;
@@ -271,7 +271,7 @@ Result<struct stat> copy_up_locked(Union& fs, const core::NodePtr& node,
         return carried.error();
     }
     if (copy.file) {
-        record_origin_fd(fs, copy.file.get(), src.st);
+        record_origin(fs, copy.file.get(), "", src.st);
     } else {
         record_origin(fs, temp.work_fd(), temp.name(), src.st);
     }

@@ -25,10 +25,6 @@ void record_origin(Union& fs, int dirfd, const std::string& name, const struct s
                          origin_value(origin));
 }
 
-void record_origin_fd(Union& fs, int fd, const struct stat& origin) {
-    (void)sys::set_xattr_fd(fd, fs.stack().overlay_xattr(kOriginRecord), origin_value(origin));
-}
-
 std::string origin_record_name(Union& fs) {
     return fs.stack().overlay_xattr(kOriginRecord);
 }

@@ -202,7 +202,7 @@ Result<sys::UniqueFd> open_data(Union& fs, const core::DataSource& source, int f
 
 Result<void> mark_metacopy(Union& fs, int fd, off_t size) {
     if (::ftruncate(fd, size) != 0) return last_errno();
-    return sys::set_xattr_fd(fd, fs.stack().overlay_xattr(core::kMetacopyRecord), "");
+    return sys::set_xattr(fd, "", fs.stack().overlay_xattr(core::kMetacopyRecord), "");
 }
 
 Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_data) {

@@ -192,13 +192,6 @@ Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xa
     return {};
 }
 
-Result<void> set_xattr_fd(int fd, const std::string& xattr, const std::string& value, int flags) {
-    if (::fsetxattr(fd, xattr.c_str(), value.data(), value.size(), flags) != 0) {
-        return last_errno();
-    }
-    return {};
-}
-
 Result<void> remove_xattr(int dirfd, const std::string& name, const std::string& xattr) {
     if (auto rc = try_xattrat(name, [&](unsigned at_flags) {
             return static_cast<ssize_t>(

@@ -13,12 +13,10 @@
 
 namespace layerfs::fs {
 
-// Writes the record of ORIGIN on NAME under DIRFD. Objects that cannot carry a user.*
-// xattr (symlinks, devices) keep no record: they get a new number after a remount.
+// Writes the record of ORIGIN on NAME under DIRFD (NAME empty: on the file open at DIRFD).
+// Objects that cannot carry a user.* xattr (symlinks, devices) keep no record: they get a
+// new number after a remount.
 void record_origin(Union& fs, int dirfd, const std::string& name, const struct stat& origin);
-
-// The same on the regular file open at FD (for writing): a copy-up under construction.
-void record_origin_fd(Union& fs, int fd, const struct stat& origin);
 
 // The xattr the record is kept in on this mount.
 std::string origin_record_name(Union& fs);

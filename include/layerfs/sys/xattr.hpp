@@ -23,11 +23,6 @@ std::vector<std::string> present_xattrs(int dirfd, const std::string& name,
 Result<void> set_xattr(int dirfd, const std::string& name, const std::string& xattr,
                        const std::string& value, int flags = 0);
 
-// set_xattr on the object FD is open on (for reading or writing, not O_PATH): one call,
-// no path for the kernel to resolve.
-Result<void> set_xattr_fd(int fd, const std::string& xattr, const std::string& value,
-                          int flags = 0);
-
 Result<void> remove_xattr(int dirfd, const std::string& name, const std::string& xattr);
 
 // Whether this process can see trusted.* xattrs at all: only with CAP_SYS_ADMIN in the
