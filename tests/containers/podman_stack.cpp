@@ -445,6 +445,11 @@ std::vector<std::vector<std::string>> hard_link_groups(const std::string& root) 
     return groups;
 }
 
+std::string tree_entry(const std::map<std::string, std::string>& tree, const std::string& path) {
+    const auto found = tree.find(path);
+    return found == tree.end() ? "(absent)" : found->second;
+}
+
 std::string diff_trees(const std::map<std::string, std::string>& expected,
                        const std::map<std::string, std::string>& actual,
                        const std::string& expected_label, const std::string& actual_label,

@@ -120,6 +120,9 @@ std::vector<std::string> flatten_saved_image(const std::string& archive, const s
 // out: two builds never share them.
 std::map<std::string, std::string> describe_tree(const std::string& root);
 
+// What a describe_tree result says of `path`, "(absent)" when it has no such path.
+std::string tree_entry(const std::map<std::string, std::string>& tree, const std::string& path);
+
 // The hard-link groups below `root`: for every inode of a non-directory with more than one
 // name there, its names (relative, sorted); the groups sorted too.
 std::vector<std::vector<std::string>> hard_link_groups(const std::string& root);

@@ -118,11 +118,6 @@ std::string children(const Tree& tree, const std::string& dir) {
     return names;
 }
 
-std::string entry(const Tree& tree, const std::string& path) {
-    const auto found = tree.find(path);
-    return found == tree.end() ? "(absent)" : found->second;
-}
-
 // RUN steps that change what lower layers hold in every way an OCI layer can say: files and
 // directories deleted (.wh. whiteouts, also of a base-image file), a directory deleted and
 // made again (an opaque directory, .wh..wh..opq), a directory replaced by a file, symlinks
@@ -199,23 +194,23 @@ TEST(ImageInterop, PodmanSavedLayersApplyAndMountAsPodmanShowsThem) {
 
     // What the steps say, so that the same mistake on both sides cannot pass.
     EXPECT_GT(actual.size(), 250u);  // busybox's applets and the rest
-    EXPECT_EQ(entry(actual, "bin/vi"), "(absent)");
-    EXPECT_EQ(entry(actual, "bin/sh"), "symlink 0777 0:0 -> busybox");
+    EXPECT_EQ(tree_entry(actual, "bin/vi"), "(absent)");
+    EXPECT_EQ(tree_entry(actual, "bin/sh"), "symlink 0777 0:0 -> busybox");
     EXPECT_EQ(children(actual, "img/opq"), "new sub sub/again ");
-    EXPECT_THAT(entry(actual, "img/gone"), StartsWith("file 0644 0:0 size 11 "));
-    EXPECT_EQ(entry(actual, "img/file"), "(absent)");
-    EXPECT_EQ(entry(actual, "img/h2"), "(absent)");
-    EXPECT_EQ(entry(actual, "img/sym"), "symlink 0777 0:0 -> h2");
-    EXPECT_EQ(entry(actual, "img/bb"), "symlink 0777 0:0 -> ../bin/busybox");
-    EXPECT_THAT(entry(actual, "img/h1"), StartsWith("file 0600 0:0 size 2 "));
-    EXPECT_THAT(entry(actual, "img/keep"), StartsWith("dir 0700 2000:2000"));
-    EXPECT_THAT(entry(actual, "img/keep/k"), StartsWith("file 0644 0:0 size 7 "));
-    EXPECT_THAT(entry(actual, "img/modes"), StartsWith("dir 1777 0:0"));
-    EXPECT_THAT(entry(actual, "img/modes/suid"), StartsWith("file 4755 0:0"));
-    EXPECT_THAT(entry(actual, "img/owned"), StartsWith("file 0640 1000:100"));
-    EXPECT_THAT(entry(actual, "img/empty"), StartsWith("dir 0705 0:0"));
-    EXPECT_THAT(entry(actual, "img/fifo"), StartsWith("fifo 0644 0:0"));
-    EXPECT_THAT(entry(actual, "img/sparse"), StartsWith("file 0644 0:0 size 3145728 "));
+    EXPECT_THAT(tree_entry(actual, "img/gone"), StartsWith("file 0644 0:0 size 11 "));
+    EXPECT_EQ(tree_entry(actual, "img/file"), "(absent)");
+    EXPECT_EQ(tree_entry(actual, "img/h2"), "(absent)");
+    EXPECT_EQ(tree_entry(actual, "img/sym"), "symlink 0777 0:0 -> h2");
+    EXPECT_EQ(tree_entry(actual, "img/bb"), "symlink 0777 0:0 -> ../bin/busybox");
+    EXPECT_THAT(tree_entry(actual, "img/h1"), StartsWith("file 0600 0:0 size 2 "));
+    EXPECT_THAT(tree_entry(actual, "img/keep"), StartsWith("dir 0700 2000:2000"));
+    EXPECT_THAT(tree_entry(actual, "img/keep/k"), StartsWith("file 0644 0:0 size 7 "));
+    EXPECT_THAT(tree_entry(actual, "img/modes"), StartsWith("dir 1777 0:0"));
+    EXPECT_THAT(tree_entry(actual, "img/modes/suid"), StartsWith("file 4755 0:0"));
+    EXPECT_THAT(tree_entry(actual, "img/owned"), StartsWith("file 0640 1000:100"));
+    EXPECT_THAT(tree_entry(actual, "img/empty"), StartsWith("dir 0705 0:0"));
+    EXPECT_THAT(tree_entry(actual, "img/fifo"), StartsWith("fifo 0644 0:0"));
+    EXPECT_THAT(tree_entry(actual, "img/sparse"), StartsWith("file 0644 0:0 size 3145728 "));
     EXPECT_THAT(mounted_links, ElementsAre(ElementsAre("img/h1", "img/h3")));
 }
 
@@ -393,11 +388,11 @@ TEST(ImageInterop, LayerfsDiffLayerLoadsAndRunsInPodman) {
     EXPECT_TRUE(differences.empty()) << "the trees differ:\n" << differences;
     EXPECT_EQ(image_links(exported), shown_links);
     EXPECT_THAT(shown_links, ElementsAre(ElementsAre("data/new", "data/new-link")));
-    EXPECT_EQ(entry(actual, "data/gone"), "(absent)");
-    EXPECT_EQ(entry(actual, "data/gonedir"), "(absent)");
+    EXPECT_EQ(tree_entry(actual, "data/gone"), "(absent)");
+    EXPECT_EQ(tree_entry(actual, "data/gonedir"), "(absent)");
     EXPECT_EQ(children(actual, "data/opq"), "new ");
-    EXPECT_THAT(entry(actual, "data/private"), StartsWith("dir 0700 0:0"));
-    EXPECT_EQ(entry(actual, "data/sym"), "symlink 0777 0:0 -> keep/k");
+    EXPECT_THAT(tree_entry(actual, "data/private"), StartsWith("dir 0700 0:0"));
+    EXPECT_EQ(tree_entry(actual, "data/sym"), "symlink 0777 0:0 -> keep/k");
 }
 
 }  // namespace

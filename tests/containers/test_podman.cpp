@@ -151,12 +151,6 @@ BuildOutcome build_run_save(const PodmanStack& stack, const std::string& base_ta
     return outcome;
 }
 
-// What `tree` says of `path`, "(absent)" when it has no such path.
-std::string entry(const std::map<std::string, std::string>& tree, const std::string& path) {
-    const auto found = tree.find(path);
-    return found == tree.end() ? "(absent)" : found->second;
-}
-
 // The paths of `tree` below `dir` (not `dir` itself).
 std::vector<std::string> children(const std::map<std::string, std::string>& tree,
                                   const std::string& dir) {
@@ -200,45 +194,45 @@ TEST(Podman, BuildRunSaveMatchesNativeOverlay) {
     const auto& tree = actual.saved_tree;
     EXPECT_GT(tree.size(), 450u);  // busybox's ~270 links, /t/many2's 151 files and the rest
     EXPECT_FALSE(tree.contains("bin/vi"));
-    EXPECT_EQ(entry(tree, "bin/sh"), "symlink 0777 0:0 -> busybox");
+    EXPECT_EQ(tree_entry(tree, "bin/sh"), "symlink 0777 0:0 -> busybox");
     EXPECT_THAT(children(tree, "t/gone"), ::testing::ElementsAre("t/gone/h"));
-    EXPECT_THAT(entry(tree, "t/gone"), StartsWith("dir 0700 0:0"));
+    EXPECT_THAT(tree_entry(tree, "t/gone"), StartsWith("dir 0700 0:0"));
     EXPECT_FALSE(tree.contains("t/keep"));
     EXPECT_FALSE(tree.contains("t/kept/a"));
-    EXPECT_THAT(entry(tree, "t/kept/sub"), StartsWith("dir 0755 123:456"));
-    EXPECT_THAT(entry(tree, "t/kept/sub/b2"), StartsWith("file 0644 0:0 size 2 "));
-    EXPECT_THAT(entry(tree, "t/kept/a_link"), StartsWith("file 0600 0:0 size 2 "));
-    EXPECT_THAT(entry(tree, "t/x2"), StartsWith("dir 0755"));
+    EXPECT_THAT(tree_entry(tree, "t/kept/sub"), StartsWith("dir 0755 123:456"));
+    EXPECT_THAT(tree_entry(tree, "t/kept/sub/b2"), StartsWith("file 0644 0:0 size 2 "));
+    EXPECT_THAT(tree_entry(tree, "t/kept/a_link"), StartsWith("file 0600 0:0 size 2 "));
+    EXPECT_THAT(tree_entry(tree, "t/x2"), StartsWith("dir 0755"));
     EXPECT_TRUE(children(tree, "t/x2").empty());
-    EXPECT_THAT(entry(tree, "t/renamed"), StartsWith("dir 0755"));
+    EXPECT_THAT(tree_entry(tree, "t/renamed"), StartsWith("dir 0755"));
     EXPECT_TRUE(children(tree, "t/renamed").empty());  // x went to t/x2, then was deleted
-    EXPECT_THAT(entry(tree, "t/fifo"), StartsWith("dir 0755"));
-    EXPECT_THAT(entry(tree, "t/todir/in"), StartsWith("file 0644 0:0 size 0 "));
-    EXPECT_THAT(entry(tree, "t/tofile"), StartsWith("file 0644 0:0 size 2 "));
-    EXPECT_THAT(entry(tree, "t/suid"), StartsWith("file 4711 0:0"));
-    EXPECT_THAT(entry(tree, "t/owned"), StartsWith("file 0640 2000:1000"));
-    EXPECT_THAT(entry(tree, "t/sparse"), StartsWith("file 0644 0:0 size 10485760 "));
-    EXPECT_THAT(entry(tree, "t/big"), StartsWith("file 0644 0:0 size 5 "));
-    EXPECT_EQ(entry(tree, "t/sym3"), "symlink 0777 0:0 -> keep/sub/b2");
+    EXPECT_THAT(tree_entry(tree, "t/fifo"), StartsWith("dir 0755"));
+    EXPECT_THAT(tree_entry(tree, "t/todir/in"), StartsWith("file 0644 0:0 size 0 "));
+    EXPECT_THAT(tree_entry(tree, "t/tofile"), StartsWith("file 0644 0:0 size 2 "));
+    EXPECT_THAT(tree_entry(tree, "t/suid"), StartsWith("file 4711 0:0"));
+    EXPECT_THAT(tree_entry(tree, "t/owned"), StartsWith("file 0640 2000:1000"));
+    EXPECT_THAT(tree_entry(tree, "t/sparse"), StartsWith("file 0644 0:0 size 10485760 "));
+    EXPECT_THAT(tree_entry(tree, "t/big"), StartsWith("file 0644 0:0 size 5 "));
+    EXPECT_EQ(tree_entry(tree, "t/sym3"), "symlink 0777 0:0 -> keep/sub/b2");
     EXPECT_EQ(children(tree, "t/many2").size(), 151u);  // even of 1..300, g2 for f2, f301
     EXPECT_TRUE(tree.contains("t/many2/g2"));
     EXPECT_FALSE(tree.contains("t/many2/f2"));
     EXPECT_FALSE(tree.contains("t/dC"));
-    EXPECT_THAT(entry(tree, "t/dB/c"), StartsWith("file 0644 0:0 size 2 "));
-    EXPECT_THAT(entry(tree, "t/over2"), StartsWith("file 0644 0:0 size 3 "));
+    EXPECT_THAT(tree_entry(tree, "t/dB/c"), StartsWith("file 0644 0:0 size 2 "));
+    EXPECT_THAT(tree_entry(tree, "t/over2"), StartsWith("file 0644 0:0 size 3 "));
     EXPECT_FALSE(tree.contains("t/over1"));
-    EXPECT_THAT(entry(tree, "t/kept/sub/c"), StartsWith("file 0644 0:0 size 4 "));
-    EXPECT_THAT(entry(tree, "t/sgid"), StartsWith("dir 2771 0:50"));
-    EXPECT_THAT(entry(tree, "t/sgid/new"), StartsWith("file 0644 0:50 "));
-    EXPECT_THAT(entry(tree, "t/sgid/newdir"), StartsWith("dir 2755 0:50"));
-    EXPECT_THAT(entry(tree, "t/" + std::string(250, '0') + "1"),
+    EXPECT_THAT(tree_entry(tree, "t/kept/sub/c"), StartsWith("file 0644 0:0 size 4 "));
+    EXPECT_THAT(tree_entry(tree, "t/sgid"), StartsWith("dir 2771 0:50"));
+    EXPECT_THAT(tree_entry(tree, "t/sgid/new"), StartsWith("file 0644 0:50 "));
+    EXPECT_THAT(tree_entry(tree, "t/sgid/newdir"), StartsWith("dir 2755 0:50"));
+    EXPECT_THAT(tree_entry(tree, "t/" + std::string(250, '0') + "1"),
                 StartsWith("file 0644 0:0 size 7 "));
     EXPECT_FALSE(tree.contains("t/with space"));
     EXPECT_TRUE(tree.contains("t/ünï"));
-    EXPECT_EQ(entry(tree, "t/null2"), "chardev 0644 0:0 1,3");
-    EXPECT_THAT(entry(tree, "t/userdir/sub/mine"), StartsWith("file 0644 1000:1000 size 8 "));
-    EXPECT_THAT(entry(tree, "t/userdir/new"), StartsWith("file 0644 1000:1000 "));
-    EXPECT_THAT(entry(tree, "t/sticky/by_user"), StartsWith("file 0644 1000:1000 "));
+    EXPECT_EQ(tree_entry(tree, "t/null2"), "chardev 0644 0:0 1,3");
+    EXPECT_THAT(tree_entry(tree, "t/userdir/sub/mine"), StartsWith("file 0644 1000:1000 size 8 "));
+    EXPECT_THAT(tree_entry(tree, "t/userdir/new"), StartsWith("file 0644 1000:1000 "));
+    EXPECT_THAT(tree_entry(tree, "t/sticky/by_user"), StartsWith("file 0644 1000:1000 "));
     EXPECT_TRUE(tree.contains("t/sticky/rootfile"));
     EXPECT_TRUE(tree.contains("t/x2"));
 }
