@@ -11,7 +11,14 @@
 #include <string>
 #include <vector>
 
+#ifndef LAYERFS_BINARY
+#error "LAYERFS_BINARY must name the built layerfs executable"
+#endif
+
 namespace layerfs::containertest {
+
+// The layerfs under test (its image tool, layerfs-image, beside it).
+inline constexpr const char* kLayerfsBinary = LAYERFS_BINARY;
 
 // A command that failed: its command line, exit status and output, for the test's message.
 class CommandFailed : public std::runtime_error {

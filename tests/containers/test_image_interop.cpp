@@ -24,10 +24,6 @@
 #include "podman_setup.hpp"
 #include "podman_stack.hpp"
 
-#ifndef LAYERFS_BINARY
-#error "LAYERFS_BINARY must name the built layerfs executable"
-#endif
-
 namespace layerfs::containertest {
 namespace {
 
@@ -35,8 +31,6 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-constexpr const char* kLayerfsBinary = LAYERFS_BINARY;
 
 using Tree = std::map<std::string, std::string>;
 

@@ -22,10 +22,6 @@
 #include "podman_setup.hpp"
 #include "podman_stack.hpp"
 
-#ifndef LAYERFS_BINARY
-#error "LAYERFS_BINARY must name the built layerfs executable"
-#endif
-
 namespace layerfs::containertest {
 namespace {
 
@@ -33,7 +29,6 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-constexpr const char* kLayerfsBinary = LAYERFS_BINARY;
 constexpr long kFuseSuperMagic = 0x65735546;
 
 // Every change a layer can make to what lower layers hold, spread over RUN steps so each one
