@@ -11,14 +11,14 @@ namespace layerfs::core {
 
 InodeTable::InodeTable(Placement root_placement, RealId root_real, ino_t root_ino,
                        bool root_in_upper)
-    : root_(std::make_shared<Node>(0, Alias{}, S_IFDIR, std::move(root_placement), root_real,
-                                   root_ino, root_in_upper)) {}
+    : root_(new Node(0, Alias{}, S_IFDIR, std::move(root_placement), root_real, root_ino,
+                     root_in_upper)) {}
 
 NodePtr InodeTable::get(std::uint64_t id) const {
     if (id == kRootId) return root_;
     // The id is the node's address (as in libfuse's passthrough_hp); the table holds a
     // reference for as long as the kernel may send it.
-    return reinterpret_cast<Node*>(id)->shared_from_this();
+    return NodePtr(reinterpret_cast<Node*>(id));
 }
 
 std::uint64_t InodeTable::id_of(const Node& node) const {
@@ -46,7 +46,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         // A lower object whose copy we made: one object, one node (see find_copied_from).
         copied->second->lookups_++;
         copied->second->add_alias(alias);
-        return copied->second->shared_from_this();
+        return NodePtr(copied->second);
     } else if (auto completing = superseded_.find(key);
                completing != superseded_.end() && !completing->second->unlinked()) {
         // The metadata-only file a completion is replacing (see supersede). The kernel may
@@ -59,7 +59,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
             return node;
         }
     }
-    auto node = std::make_shared<Node>(next_serial_++, alias, type, placement, real, ino, in_upper);
+    NodePtr node(new Node(next_serial_++, alias, type, placement, real, ino, in_upper));
     node->lookups_ = 1;
     by_key_.emplace(key, node);
     return node;
@@ -77,7 +77,7 @@ NodePtr InodeTable::find_copied_from(RealId real, mode_t type) const {
     std::lock_guard lock(mutex_);
     auto it = by_origin_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
     if (it == by_origin_.end() || it->second->unlinked()) return nullptr;
-    return it->second->shared_from_this();
+    return NodePtr(it->second);
 }
 
 void InodeTable::retire(RealId real, mode_t type) {
@@ -99,10 +99,11 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     }
     node->lookups_ -= n;
     if (node->lookups_ > 0) return;
-    if (node->origin_) {
-        auto origin =
-            by_origin_.find(Key{*node->origin_, static_cast<mode_t>(node->type() & S_IFMT)});
-        if (origin != by_origin_.end() && origin->second == node) by_origin_.erase(origin);
+    if (auto origin = origin_of_.find(node); origin != origin_of_.end()) {
+        auto copied =
+            by_origin_.find(Key{origin->second, static_cast<mode_t>(node->type() & S_IFMT)});
+        if (copied != by_origin_.end() && copied->second == node) by_origin_.erase(copied);
+        origin_of_.erase(origin);
     }
     auto it = by_key_.find(Key{node->real_, static_cast<mode_t>(node->type() & S_IFMT)});
     if (it != by_key_.end() && it->second.get() == node) {
@@ -117,10 +118,10 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
 void InodeTable::rekey(Node& node, RealId real) {
     std::lock_guard lock(mutex_);
     const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
-    if (&node != root_.get() && !node.origin_) {
+    if (&node != root_.get() && !origin_of_.contains(&node)) {
         auto it = by_key_.find(Key{node.real_, type});
         if (it != by_key_.end() && it->second.get() == &node) {
-            node.origin_ = node.real_;
+            origin_of_.emplace(&node, node.real_);
             by_origin_[Key{node.real_, type}] = &node;
         }
     }

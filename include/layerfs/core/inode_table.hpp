@@ -74,7 +74,8 @@ class InodeTable {
         friend bool operator==(const Key&, const Key&) = default;
     };
     struct KeyHash {
-        std::size_t operator()(const Key& key) const {
+        // noexcept: the map then keeps no copy of the hash in each entry (8 bytes a node).
+        std::size_t operator()(const Key& key) const noexcept {
             return std::hash<std::uint64_t>()(static_cast<std::uint64_t>(key.real.ino) * 1000003u ^
                                               static_cast<std::uint64_t>(key.real.dev) ^
                                               (static_cast<std::uint64_t>(key.type) << 48));
@@ -89,6 +90,8 @@ class InodeTable {
     std::unordered_map<const Node*, NodePtr> detached_;
     // Lower object -> the node its copy-up made, for as long as the table holds that node.
     std::unordered_map<Key, Node*, KeyHash> by_origin_;
+    // Node -> the lower object its copy-up replaced, while the table holds the node.
+    std::unordered_map<const Node*, RealId> origin_of_;
     // Metadata-only copies being completed -> their node (see supersede).
     std::unordered_map<Key, NodePtr, KeyHash> superseded_;
     std::uint64_t next_serial_ = 1;
