@@ -31,16 +31,14 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     std::lock_guard lock(mutex_);
     if (real == root_->real_) return root_;  // the root's lookup count is not tracked
     const Key key{real, static_cast<mode_t>(type & S_IFMT)};
-    auto it = by_key_.find(key);
-    if (it != by_key_.end()) {
-        if (!it->second->unlinked()) {
-            it->second->lookups_++;
-            it->second->add_alias(alias);
-            return it->second;
+    if (Node* known = by_key_.find(real, key.type)) {
+        if (!known->unlinked()) {
+            known->lookups_++;
+            known->add_alias(alias);
+            return NodePtr(known);
         }
         // The filesystem reused the number of a removed object for this new one.
-        detached_.emplace(it->second.get(), std::move(it->second));
-        by_key_.erase(it);
+        detach(known);
     } else if (auto copied = by_origin_.find(key);
                copied != by_origin_.end() && !copied->second->unlinked()) {
         // A lower object whose copy we made: one object, one node (see find_copied_from).
@@ -52,8 +50,9 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         // The metadata-only file a completion is replacing (see supersede). The kernel may
         // have forgotten the node meanwhile: the table holds it again.
         const NodePtr& node = completing->second;
-        auto [held, inserted] = by_key_.try_emplace(Key{node->real_, key.type}, node);
-        if (inserted || held->second == node) {
+        Node* held = by_key_.find(node->real_, key.type);
+        if (!held) by_key_.insert(node);
+        if (!held || held == node.get()) {
             node->lookups_++;
             node->add_alias(alias);
             return node;
@@ -61,16 +60,16 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     }
     NodePtr node(new Node(next_serial_++, alias, type, placement, real, ino, in_upper));
     node->lookups_ = 1;
-    by_key_.emplace(key, node);
+    by_key_.insert(node);
     return node;
 }
 
 NodePtr InodeTable::find(RealId real, mode_t type) const {
     std::lock_guard lock(mutex_);
     if (real == root_->real_) return root_;
-    auto it = by_key_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
-    if (it == by_key_.end() || it->second->unlinked()) return nullptr;
-    return it->second;
+    Node* node = by_key_.find(real, type);
+    if (!node || node->unlinked()) return nullptr;
+    return NodePtr(node);
 }
 
 NodePtr InodeTable::find_copied_from(RealId real, mode_t type) const {
@@ -82,10 +81,12 @@ NodePtr InodeTable::find_copied_from(RealId real, mode_t type) const {
 
 void InodeTable::retire(RealId real, mode_t type) {
     std::lock_guard lock(mutex_);
-    auto it = by_key_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});
-    if (it == by_key_.end()) return;
-    detached_.emplace(it->second.get(), std::move(it->second));
-    by_key_.erase(it);
+    if (Node* node = by_key_.find(real, type)) detach(node);
+}
+
+void InodeTable::detach(Node* node) {
+    NodePtr held = by_key_.erase(node);
+    detached_.emplace(node, std::move(held));
 }
 
 void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
@@ -105,10 +106,8 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
         if (copied != by_origin_.end() && copied->second == node) by_origin_.erase(copied);
         origin_of_.erase(origin);
     }
-    auto it = by_key_.find(Key{node->real_, static_cast<mode_t>(node->type() & S_IFMT)});
-    if (it != by_key_.end() && it->second.get() == node) {
-        released = std::move(it->second);
-        by_key_.erase(it);
+    if (by_key_.find(node->real_, node->type()) == node) {
+        released = by_key_.erase(node);
     } else if (auto detached = detached_.find(node); detached != detached_.end()) {
         released = std::move(detached->second);
         detached_.erase(detached);
@@ -119,8 +118,7 @@ void InodeTable::rekey(Node& node, RealId real) {
     std::lock_guard lock(mutex_);
     const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
     if (&node != root_.get() && !origin_of_.contains(&node)) {
-        auto it = by_key_.find(Key{node.real_, type});
-        if (it != by_key_.end() && it->second.get() == &node) {
+        if (by_key_.find(node.real_, type) == &node) {
             origin_of_.emplace(&node, node.real_);
             by_origin_[Key{node.real_, type}] = &node;
         }
@@ -150,23 +148,20 @@ void InodeTable::replace_key(Node& node, RealId real) {
 
 // A node a removed object left under REAL steps aside.
 void InodeTable::move_key(Node& node, RealId real) {
-    const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
     if (&node == root_.get()) {
         node.real_ = real;
         return;
     }
-    auto it = by_key_.find(Key{node.real_, type});
-    node.real_ = real;
-    if (it == by_key_.end() || it->second.get() != &node) return;  // forgotten already
-    NodePtr held = std::move(it->second);
-    by_key_.erase(it);
-    auto [slot, inserted] = by_key_.try_emplace(Key{real, type}, held);
-    if (!inserted) {
-        // The number belonged to a removed object the kernel still holds: it steps aside.
-        // Anything else would be two live nodes for one object; keep ours alive regardless.
-        detached_.emplace(slot->second.get(), std::move(slot->second));
-        slot->second = std::move(held);
+    if (by_key_.find(node.real_, node.type()) != &node) {  // forgotten already
+        node.real_ = real;
+        return;
     }
+    NodePtr held = by_key_.erase(&node);
+    node.real_ = real;
+    // The number belonged to a removed object the kernel still holds: it steps aside.
+    // Anything else would be two live nodes for one object; keep ours alive regardless.
+    if (Node* other = by_key_.find(real, node.type())) detach(other);
+    by_key_.insert(std::move(held));
 }
 
 std::size_t InodeTable::size() const {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "layerfs/core/inode_table.hpp"
+#include "layerfs/core/node_index.hpp"
 
 namespace layerfs {
 namespace {
@@ -88,6 +89,31 @@ TEST_F(NodeNames, ANodeLivesWhileAReferenceDoes) {
     file.reset();
     EXPECT_FALSE(file);
     EXPECT_EQ(first_name(copy), "a");
+}
+
+TEST(NodeIndex, FindsEveryNodeByItsKeyAsItGrows) {
+    core::NodeIndex index;
+    std::vector<NodePtr> nodes;
+    for (ino_t ino = 1; ino <= 5000; ++ino) {
+        const mode_t type = ino % 2 ? S_IFREG : S_IFDIR;
+        nodes.emplace_back(new core::Node(ino, Alias{}, type, core::Placement{},
+                                          core::RealId{7, ino / 2}, ino, false));
+        index.insert(nodes.back());
+    }
+    EXPECT_EQ(index.size(), 5000u);
+    for (const NodePtr& node : nodes) {
+        const core::RealId real{7, node->ino() / 2};  // two nodes a number, of two types
+        EXPECT_EQ(index.find(real, node->type()), node.get()) << node->ino();
+    }
+    EXPECT_EQ(index.find(core::RealId{8, 1}, S_IFREG), nullptr) << "another device";
+    EXPECT_EQ(index.find(core::RealId{7, 1}, S_IFLNK), nullptr) << "another type";
+
+    NodePtr taken = index.erase(nodes[10].get());
+    EXPECT_EQ(taken, nodes[10]);
+    EXPECT_EQ(index.find(core::RealId{7, 5}, S_IFREG), nullptr);
+    EXPECT_EQ(index.find(core::RealId{7, 5}, S_IFDIR), nodes[9].get());
+    EXPECT_FALSE(index.erase(nodes[10].get())) << "not indexed any more";
+    EXPECT_EQ(index.size(), 4999u);
 }
 
 TEST(SmallMutex, ExcludesAcrossThreads) {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "layerfs/core/node.hpp"
+#include "layerfs/core/node_index.hpp"
 
 namespace layerfs::core {
 
@@ -65,6 +66,8 @@ class InodeTable {
   private:
     // replace_key under mutex_.
     void move_key(Node& node, RealId real);
+    // Under mutex_: NODE, indexed, stands for a removed object; it leaves the index.
+    void detach(Node* node);
 
     // The type is part of the key: an object replaced under a recycled inode number must
     // not be mistaken for the node the kernel still holds.
@@ -84,7 +87,7 @@ class InodeTable {
 
     mutable std::mutex mutex_;
     NodePtr root_;
-    std::unordered_map<Key, NodePtr, KeyHash> by_key_;
+    NodeIndex by_key_;
     // Nodes whose object was removed while the kernel still holds them: their real number
     // may be reused by a new object, which must get a node of its own.
     std::unordered_map<const Node*, NodePtr> detached_;

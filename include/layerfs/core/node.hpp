@@ -80,6 +80,14 @@ class NodePtr {
     Node* operator->() const { return node_; }
     explicit operator bool() const { return node_ != nullptr; }
     void reset() { NodePtr().swap(*this); }
+    // For an owner that keeps its reference as a bare pointer (the table's index): release
+    // gives the reference up without dropping it, adopt takes one back without adding one.
+    Node* release() { return std::exchange(node_, nullptr); }
+    static NodePtr adopt(Node* node) {
+        NodePtr ptr;
+        ptr.node_ = node;
+        return ptr;
+    }
     void swap(NodePtr& other) noexcept { std::swap(node_, other.node_); }
     friend bool operator==(const NodePtr& a, const NodePtr& b) { return a.node_ == b.node_; }
     friend bool operator==(const NodePtr& a, std::nullptr_t) { return a.node_ == nullptr; }
@@ -167,7 +175,7 @@ class Node {
         if (extra_) {
             placement.dir_layers = extra_->dir_layers;
             placement.xattr_whiteout_layers = extra_->xattr_whiteout_layers;
-            placement.data = extra_->data;
+            if (extra_->data) placement.data = *extra_->data;
         }
         return placement;
     }
@@ -194,6 +202,7 @@ class Node {
 
   private:
     friend class InodeTable;
+    friend class NodeIndex;
     friend class NodePtr;
 
     // What few nodes have: the layer lists of a directory, the data of a metadata-only
@@ -201,8 +210,8 @@ class Node {
     struct Extra {
         std::vector<std::size_t> dir_layers;
         std::vector<std::size_t> xattr_whiteout_layers;
-        std::optional<DataSource> data;
-        std::vector<Alias> more_aliases;  // after alias_, in the order they are used
+        std::unique_ptr<DataSource> data;  // a pointer: directories, the most of these, have none
+        std::vector<Alias> more_aliases;   // after alias_, in the order they are used
         std::weak_ptr<const sys::UniqueFd> open_fd;
     };
     // Under mutex_ (or in the constructor).
@@ -218,7 +227,8 @@ class Node {
         Extra& more = extra();
         more.dir_layers = std::move(placement.dir_layers);
         more.xattr_whiteout_layers = std::move(placement.xattr_whiteout_layers);
-        more.data = std::move(placement.data);
+        more.data =
+            placement.data ? std::make_unique<DataSource>(std::move(*placement.data)) : nullptr;
     }
 
     std::atomic<std::uint32_t> refs_{0};  // NodePtrs to this node
@@ -236,6 +246,7 @@ class Node {
     std::uint64_t lookups_ = 0;  // guarded by the table's mutex
     Alias alias_;                // the first known name
     std::unique_ptr<Extra> extra_;
+    Node* next_in_index_ = nullptr;  // the table's index chains through its nodes
 };
 
 inline NodePtr::NodePtr(Node* node) : node_(node) {
