@@ -58,14 +58,10 @@ std::optional<unsigned char> DirNames::type_of(Key key) const {
 SharedDirNames NameIndexCache::find(std::uint64_t node_serial, std::size_t layer) {
     const Key key{node_serial, layer};
     std::lock_guard lock(mutex_);
-    auto it = index_.find(key);
-    if (it == index_.end()) {
-        if (unindexed_lookups_.size() >= kMaxCounted) unindexed_lookups_.clear();
-        ++unindexed_lookups_[key];
-        return nullptr;
-    }
-    lru_.splice(lru_.begin(), lru_, it->second);
-    return it->second->second;
+    if (const SharedDirNames* names = indexes_.find(key)) return *names;
+    if (unindexed_lookups_.size() >= kMaxCounted) unindexed_lookups_.clear();
+    ++unindexed_lookups_[key];
+    return nullptr;
 }
 
 bool NameIndexCache::worth_indexing(std::uint64_t node_serial, std::size_t layer) const {
@@ -79,24 +75,18 @@ void NameIndexCache::insert(std::uint64_t node_serial, std::size_t layer, Shared
     std::lock_guard lock(mutex_);
     unindexed_lookups_.erase(key);
     if (names->size() > max_names_) return;  // larger than the whole budget: not kept
-    if (auto it = index_.find(key); it != index_.end()) {
-        names_ -= it->second->second->size();
-        lru_.erase(it->second);
-        index_.erase(it);
-    }
     names_ += names->size();
-    lru_.emplace_front(key, std::move(names));
-    index_.emplace(key, lru_.begin());
-    while (names_ > max_names_ && !lru_.empty()) {
-        names_ -= lru_.back().second->size();
-        index_.erase(lru_.back().first);
-        lru_.pop_back();
+    if (auto replaced = indexes_.put(key, std::move(names))) names_ -= (*replaced)->size();
+    while (names_ > max_names_) {
+        auto evicted = indexes_.pop_oldest();
+        if (!evicted) break;
+        names_ -= (*evicted)->size();
     }
 }
 
 bool NameIndexCache::has(std::uint64_t node_serial, std::size_t layer) const {
     std::lock_guard lock(mutex_);
-    return index_.contains(Key{node_serial, layer});
+    return indexes_.contains(Key{node_serial, layer});
 }
 
 std::size_t NameIndexCache::names() const {

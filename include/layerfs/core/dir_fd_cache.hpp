@@ -5,12 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 
-#include "layerfs/core/node_layer_key.hpp"
+#include "layerfs/core/lru_map.hpp"
 #include "layerfs/sys/unique_fd.hpp"
 
 namespace layerfs::core {
@@ -32,14 +30,9 @@ class DirFdCache {
     static std::size_t capacity_for_fd_limit(std::size_t nofile_limit);
 
   private:
-    using Key = NodeLayerKey;
-    using KeyHash = NodeLayerKeyHash;
-    using Lru = std::list<std::pair<Key, SharedFd>>;
-
     const std::size_t capacity_;
     mutable std::mutex mutex_;
-    Lru lru_;  // most recently used first
-    std::unordered_map<Key, Lru::iterator, KeyHash> index_;
+    LruMap<SharedFd> fds_;
 };
 
 }  // namespace layerfs::core

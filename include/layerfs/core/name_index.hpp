@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "layerfs/core/lru_map.hpp"
 #include "layerfs/core/node_layer_key.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
@@ -69,12 +69,10 @@ class NameIndexCache {
   private:
     using Key = NodeLayerKey;
     using KeyHash = NodeLayerKeyHash;
-    using Lru = std::list<std::pair<Key, SharedDirNames>>;
 
     const std::size_t max_names_;
     mutable std::mutex mutex_;
-    Lru lru_;  // most recently used first
-    std::unordered_map<Key, Lru::iterator, KeyHash> index_;
+    LruMap<SharedDirNames> indexes_;
     std::size_t names_ = 0;
     // Lookups seen without an index; forgotten wholesale when it grows (it only delays one).
     std::unordered_map<Key, unsigned, KeyHash> unindexed_lookups_;

@@ -15,7 +15,8 @@ struct NodeLayerKey {
 };
 
 struct NodeLayerKeyHash {
-    std::size_t operator()(const NodeLayerKey& key) const {
+    // noexcept: hash maps then keep no copy of the hash in each entry.
+    std::size_t operator()(const NodeLayerKey& key) const noexcept {
         return std::hash<std::uint64_t>()(key.serial * 131 + key.layer);
     }
 };
