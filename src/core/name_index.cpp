@@ -64,6 +64,12 @@ SharedDirNames NameIndexCache::find(std::uint64_t node_serial, std::size_t layer
     return nullptr;
 }
 
+SharedDirNames NameIndexCache::peek(std::uint64_t node_serial, std::size_t layer) {
+    std::lock_guard lock(mutex_);
+    const SharedDirNames* names = indexes_.find(Key{node_serial, layer});
+    return names ? *names : nullptr;
+}
+
 bool NameIndexCache::worth_indexing(std::uint64_t node_serial, std::size_t layer) const {
     std::lock_guard lock(mutex_);
     auto it = unindexed_lookups_.find(Key{node_serial, layer});

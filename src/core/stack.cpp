@@ -87,7 +87,7 @@ Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
 
 SharedDirNames Stack::indexed_lower_names(const Node& node, std::size_t layer) {
     if (layers_[layer].is_upper()) return nullptr;
-    return lower_names_.find(node.serial(), layer);
+    return lower_names_.peek(node.serial(), layer);
 }
 
 SharedDirNames Stack::lower_names(const Node& node, std::size_t layer, int dirfd) {

@@ -2,11 +2,14 @@
 // built only where lookups repeat.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "layerfs/core/name_index.hpp"
+#include "temp_root.hpp"
+#include "union_on_dirs.hpp"
 
 namespace layerfs::core {
 namespace {
@@ -59,6 +62,28 @@ TEST(NameIndexCacheTest, KeepsWithinItsBudgetDroppingTheLeastRecentlyUsed) {
     cache.insert(4, 0, names_of({"1", "2", "3", "4", "5", "6"}));  // over the whole budget
     EXPECT_EQ(cache.find(4, 0), nullptr);
     EXPECT_NE(cache.find(3, 0), nullptr);
+}
+
+// Through a union: a lookup asks each layer's index once, so the second lookup in a directory
+// reads it whole, not the first. (A lower directory a lookup finds is indexed at once: the
+// probe that opened it read it. The root is found by no lookup.)
+TEST(NameIndexInUnion, TheRootIsIndexedAtItsSecondLookup) {
+    unittest::TempRoot root("name-index");
+    root.make_dirs({"top", "bottom", "upper", "work", "mnt"});
+    std::ofstream(root / "bottom/a") << "a";
+    std::ofstream(root / "bottom/b") << "b";
+    auto fs = unittest::open_union(root.path(), {"top", "bottom"});
+    auto indexed_lowers = [&] {
+        int indexed = 0;
+        for (std::size_t layer = 0; layer < fs->stack().layers().size(); ++layer) {
+            if (fs->stack().indexed_lower_names(*fs->nodes().root(), layer)) ++indexed;
+        }
+        return indexed;
+    };
+    unittest::walk(*fs, "a");
+    EXPECT_EQ(indexed_lowers(), 0) << "one lookup is not worth a readdir";
+    unittest::walk(*fs, "b");
+    EXPECT_EQ(indexed_lowers(), 2);
 }
 
 }  // namespace

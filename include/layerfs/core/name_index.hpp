@@ -58,6 +58,8 @@ class NameIndexCache {
 
     // The index, or null; a null answer counts one lookup without an index.
     SharedDirNames find(std::uint64_t node_serial, std::size_t layer);
+    // The index, or null, counting nothing: for a second look within one lookup.
+    SharedDirNames peek(std::uint64_t node_serial, std::size_t layer);
     // Whether the directory has had enough lookups without an index to be worth one.
     bool worth_indexing(std::uint64_t node_serial, std::size_t layer) const;
     void insert(std::uint64_t node_serial, std::size_t layer, SharedDirNames names);
