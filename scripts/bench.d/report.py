@@ -30,7 +30,7 @@ ROWS = [
     ("walk_p1", "walk on a fresh mount, 1 process", "time"),
     ("walk_p2", "walk on a fresh mount, 2 processes (each lstats half)", "time"),
     ("rss_hwm", "daemon peak RSS (VmHWM) after the cold and warm walks", "mem"),
-    ("rss_node", "daemon RSS per cached node ((VmRSS after the walks - after mount) / entries)", "mem"),
+    ("rss_node", "daemon RSS per cached node (slope of VmRSS over a walk of the image, one top-level directory at a time)", "mem"),
     ("seq_cold", "sequential read of the big file, cold (caches dropped, fresh mount)", "rate:MiB/s"),
     ("seq_warm", "sequential read of the big file, warm (reopened)", "rate:MiB/s"),
     ("rand", "random 4 KiB reads (fio psync), fresh mount, lower in the host cache", "rate:IOPS"),
