@@ -58,7 +58,8 @@ class NameIndexCache {
 
     // The index, or null; a null answer counts one lookup without an index.
     SharedDirNames find(std::uint64_t node_serial, std::size_t layer);
-    // The index, or null, counting nothing: for a second look within one lookup.
+    // The index, or null, without counting a lookup: for a look that the same lookup's
+    // later find will count.
     SharedDirNames peek(std::uint64_t node_serial, std::size_t layer);
     // Whether the directory has had enough lookups without an index to be worth one.
     bool worth_indexing(std::uint64_t node_serial, std::size_t layer) const;
