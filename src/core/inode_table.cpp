@@ -73,6 +73,24 @@ NodePtr InodeTable::find(RealId real, mode_t type) const {
     return it->second;
 }
 
+NodePtr InodeTable::find_shown(RealId real, mode_t type) const {
+    std::lock_guard lock(mutex_);
+    if (real == root_->real_) return root_;
+    const Key key{real, static_cast<mode_t>(type & S_IFMT)};
+    if (auto it = by_key_.find(key); it != by_key_.end()) {
+        return it->second->unlinked() ? nullptr : it->second;
+    }
+    if (auto copied = by_origin_.find(key);
+        copied != by_origin_.end() && !copied->second->unlinked()) {
+        return copied->second->shared_from_this();
+    }
+    if (auto completing = superseded_.find(key);
+        completing != superseded_.end() && !completing->second->unlinked()) {
+        return completing->second;
+    }
+    return nullptr;
+}
+
 NodePtr InodeTable::find_copied_from(RealId real, mode_t type) const {
     std::lock_guard lock(mutex_);
     auto it = by_origin_.find(Key{real, static_cast<mode_t>(type & S_IFMT)});

@@ -279,7 +279,7 @@ Result<void> unlink(Union& fs, const core::NodePtr& parent, const std::string& n
     // The node is found before the object goes: afterwards its number may already belong
     // to a new object.
     const core::NodePtr node =
-        fs.nodes().find(core::RealId{hit->st.st_dev, hit->st.st_ino}, hit->st.st_mode);
+        fs.nodes().find_shown(core::RealId{hit->st.st_dev, hit->st.st_ino}, hit->st.st_mode);
     auto removed =
         remove_name(fs, parent, name, false, fs.stack().layer(hit->placement.layer).is_upper());
     // Open handles of a file whose last name went report no links, even when a lower

@@ -289,8 +289,8 @@ Result<Entry> lookup_unserialised(Union& fs, const core::NodePtr& parent, const 
     const core::NodePtr& node = entry->node;
     auto again = find_in_layers(fs, *parent, name);
     const bool still_there =
-        again && fs.nodes().find(core::RealId{again->st.st_dev, again->st.st_ino},
-                                 again->st.st_mode) == node;
+        again && fs.nodes().find_shown(core::RealId{again->st.st_dev, again->st.st_ino},
+                                       again->st.st_mode) == node;
     if (!still_there) node->remove_alias(parent.get(), name);
     return entry;
 }

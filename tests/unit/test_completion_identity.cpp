@@ -66,5 +66,25 @@ TEST_F(MetacopyCompletionIdentity, ACopyUpKeepsItsOriginAReplacementDoesNot) {
     table_.forget(table_.id_of(*node), 1);
 }
 
+// A walk of the daemon's own checks that the name it looked up still shows the node; the
+// object it meets the second time may be the one a copy-up or a completion is replacing.
+TEST_F(MetacopyCompletionIdentity, AWalkThatMeetsTheReplacedObjectIsShownTheNode) {
+    const RealId lower{2, 7};
+    const core::NodePtr node = intern(lower);
+    EXPECT_EQ(table_.find_shown(lower, S_IFREG), node);
+    table_.rekey(*node, metacopy_);  // the copy takes its number before it shows
+    EXPECT_EQ(table_.find(lower, S_IFREG), nullptr);
+    EXPECT_EQ(table_.find_shown(lower, S_IFREG), node) << "a copy-up under way";
+    EXPECT_EQ(table_.find_shown(lower, S_IFDIR), nullptr);
+    table_.supersede(node, completed_);
+    EXPECT_EQ(table_.find_shown(metacopy_, S_IFREG), node) << "a completion under way";
+    EXPECT_EQ(table_.find_shown(completed_, S_IFREG), node);
+    table_.end_superseded(metacopy_, S_IFREG);
+    EXPECT_EQ(table_.find_shown(metacopy_, S_IFREG), nullptr);
+    node->mark_unlinked();
+    EXPECT_EQ(table_.find_shown(completed_, S_IFREG), nullptr) << "a removed object shows nothing";
+    table_.forget(table_.id_of(*node), 1);
+}
+
 }  // namespace
 }  // namespace layerfs

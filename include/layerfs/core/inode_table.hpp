@@ -52,6 +52,12 @@ class InodeTable {
     // The node the kernel holds for REAL, if any; the lookup count is not touched.
     NodePtr find(RealId real, mode_t type) const;
 
+    // The node a lookup that finds REAL would be given (as intern resolves it), if any; the
+    // lookup count is not touched. Unlike find, it knows a lower object whose copy-up is
+    // under way or done (REAL is the node's origin) and a metadata-only copy being completed:
+    // a walk that meets REAL there still meets that node.
+    NodePtr find_shown(RealId real, mode_t type) const;
+
     // A new object was just made with number REAL: whatever node still holds that number
     // stands for a removed object (the filesystem reused the number) and steps aside.
     void retire(RealId real, mode_t type);
