@@ -24,10 +24,15 @@ Stack::Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
 
 Result<SharedFd> Stack::dir_fd(const Node& node, std::size_t layer) {
     if (layer >= layers_.size()) return Errno{EINVAL};
-    // Climb to the nearest ancestor whose fd is known, then open the way back down.
+    Alias alias = node.alias();
+    if (alias.parent == nullptr) return layers_[layer].root();
+    if (SharedFd known = dirs_.find(node.serial(), layer)) return known;
+    // Climb to the nearest ancestor whose fd is known, then open the way back down; the
+    // names on the way must not move meanwhile (an fd, once open, follows its directory).
+    std::shared_lock still(names_moving_);
+    alias = node.alias();
     std::vector<std::pair<std::uint64_t, std::string>> descent;
     SharedFd fd;
-    Alias alias = node.alias();
     std::uint64_t serial = node.serial();
     NodePtr holder;  // keeps the ancestor being examined alive
     for (;;) {

@@ -216,6 +216,11 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
     const int old_fd = (*old_dir)->get();
     const int new_fd = (*new_dir)->get();
 
+    // A directory's new name on disk and in its node change together for dir_fd's walks.
+    std::unique_lock<std::shared_mutex> names_moving;
+    if (node->is_dir() || (target_node && target_node->is_dir())) {
+        names_moving = fs.stack().hold_names_for_move();
+    }
     if (exchange) {
         if (::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), RENAME_EXCHANGE) != 0) {
             return last_errno();

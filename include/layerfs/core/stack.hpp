@@ -4,7 +4,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,6 +92,14 @@ class Stack {
     // ancestor. Every step is one name with O_NOFOLLOW: nothing in a layer leads outside.
     Result<SharedFd> dir_fd(const Node& node, std::size_t layer);
 
+    // Held while a directory moves in a layer and its node takes the new name. The kernel
+    // does not order a request inside a directory with a rename of that directory, and
+    // dir_fd walks down by the nodes' names: between the two steps it would open what is
+    // at the old name (nothing, a whiteout, or another directory) and cache it.
+    std::unique_lock<std::shared_mutex> hold_names_for_move() {
+        return std::unique_lock(names_moving_);
+    }
+
     // Where NODE's object is in its topmost layer.
     Result<Location> locate(const Node& node);
 
@@ -118,6 +128,7 @@ class Stack {
     std::optional<WriteSetup> write_;
     InoMapper inos_;
     DirFdCache dirs_;
+    std::shared_mutex names_moving_;  // see hold_names_for_move
     // About 16 MiB of name hashes at most.
     NameIndexCache lower_names_{std::size_t{1} << 21};
     LinkIndex links_;
