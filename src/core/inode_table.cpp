@@ -35,7 +35,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     if (it != by_key_.end()) {
         if (!it->second->unlinked()) {
             it->second->lookups_++;
-            it->second->add_alias(alias);
+            take_name(*it->second, alias);
             return it->second;
         }
         // The filesystem reused the number of a removed object for this new one.
@@ -45,7 +45,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
                copied != by_origin_.end() && !copied->second->unlinked()) {
         // A lower object whose copy we made: one object, one node (see find_copied_from).
         copied->second->lookups_++;
-        copied->second->add_alias(alias);
+        take_name(*copied->second, alias);
         return copied->second->shared_from_this();
     } else if (auto completing = superseded_.find(key);
                completing != superseded_.end() && !completing->second->unlinked()) {
@@ -55,7 +55,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         auto [held, inserted] = by_key_.try_emplace(Key{node->real_, key.type}, node);
         if (inserted || held->second == node) {
             node->lookups_++;
-            node->add_alias(alias);
+            take_name(*node, alias);
             return node;
         }
     }
@@ -184,6 +184,12 @@ void InodeTable::move_key(Node& node, RealId real) {
         detached_.emplace(slot->second.get(), std::move(slot->second));
         slot->second = std::move(held);
     }
+}
+
+void InodeTable::take_name(Node& node, const Alias& alias) {
+    node.add_alias(alias, [this](const Node& parent) {
+        return &parent != root_.get() && parent.lookups_ == 0;
+    });
 }
 
 std::size_t InodeTable::size() const {

@@ -364,5 +364,37 @@ TEST(InodeTableTest, ARemovedCopyDoesNotAnswerForItsOrigin) {
     EXPECT_NE(fresh, node);
 }
 
+// A hard-linked file keeps its node while the kernel forgets the directory of one of its
+// names; that directory's next lookup is a new node. The name under the forgotten node must
+// not outlive a rename of the name under the new one (it led opens to ENOENT, or to another
+// file that took the old name, in the colliding-threads chaos test).
+TEST(InodeTableTest, ANameUnderAForgottenDirectoryGoesWhenTheNameIsReachedAgain) {
+    core::InodeTable table(core::Placement{}, core::RealId{1, 1}, 1, true);
+    const core::RealId dir{1, 20};
+    const core::RealId file{1, 30};
+    auto intern_dir = [&] {
+        return table.intern(core::Alias{table.root(), "d"}, S_IFDIR, core::Placement{}, dir, 20,
+                            true);
+    };
+    core::NodePtr old_dir = intern_dir();
+    core::NodePtr linked =
+        table.intern(core::Alias{table.root(), "a"}, S_IFREG, core::Placement{}, file, 30, true);
+    EXPECT_EQ(table.intern(core::Alias{old_dir, "b"}, S_IFREG, core::Placement{}, file, 30, true),
+              linked);
+    table.forget(table.id_of(*old_dir), 1);  // the kernel let go of d (and of d/b's dentry)
+    core::NodePtr new_dir = intern_dir();
+    ASSERT_NE(new_dir, old_dir);
+    EXPECT_EQ(table.intern(core::Alias{new_dir, "b"}, S_IFREG, core::Placement{}, file, 30, true),
+              linked);
+    // a goes, then d/b is renamed to c: the node's first name must be c, not d/b.
+    linked->remove_alias(table.root().get(), "a");
+    linked->rename_alias(new_dir.get(), "b", core::Alias{table.root(), "c"});
+    linked->remove_alias(table.root().get(), "c");
+    EXPECT_FALSE(linked->known_alias())
+        << "a name under the forgotten directory is still known: " << linked->known_alias()->name;
+    table.forget(table.id_of(*linked), 3);
+    table.forget(table.id_of(*new_dir), 1);
+}
+
 }  // namespace
 }  // namespace layerfs

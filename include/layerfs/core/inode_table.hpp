@@ -71,6 +71,11 @@ class InodeTable {
   private:
     // replace_key under mutex_.
     void move_key(Node& node, RealId real);
+    // NODE was reached as ALIAS (under mutex_). A name NODE knows under a directory node the
+    // kernel has forgotten goes: that directory's next lookup makes a new node, and a rename
+    // or unlink of the name under it would leave NODE the old, stale one (a hard-linked
+    // file outlives its other names' dentries, and so their parents').
+    void take_name(Node& node, const Alias& alias);
 
     // The type is part of the key: an object replaced under a recycled inode number must
     // not be mistaken for the node the kernel still holds.

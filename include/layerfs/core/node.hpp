@@ -136,9 +136,15 @@ class Node : public std::enable_shared_from_this<Node> {
         placement_ = std::move(placement);
         in_upper_.store(in_upper, std::memory_order_release);
     }
-    // Another name of the object was looked up (a hard link).
-    void add_alias(const Alias& alias) {
+    // Another name of the object was looked up (a hard link). Names under a directory
+    // node that STALE_PARENT says the kernel has let go of are dropped (see InodeTable::
+    // take_name).
+    template <typename StaleParent>
+    void add_alias(const Alias& alias, StaleParent stale_parent) {
         std::lock_guard lock(mutex_);
+        std::erase_if(aliases_, [&](const Alias& known) {
+            return known.parent && known.parent != alias.parent && stale_parent(*known.parent);
+        });
         for (const Alias& known : aliases_) {
             if (known.parent == alias.parent && known.name == alias.name) return;
         }
