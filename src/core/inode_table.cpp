@@ -55,6 +55,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         auto [held, inserted] = by_key_.try_emplace(Key{node->real_, key.type}, node);
         if (inserted || held->second == node) {
             node->lookups_++;
+            node->forgotten_.store(false, std::memory_order_release);
             take_name(*node, alias);
             return node;
         }
@@ -117,6 +118,7 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     }
     node->lookups_ -= n;
     if (node->lookups_ > 0) return;
+    node->forgotten_.store(true, std::memory_order_release);
     if (node->origin_) {
         auto origin =
             by_origin_.find(Key{*node->origin_, static_cast<mode_t>(node->type() & S_IFMT)});
@@ -187,9 +189,7 @@ void InodeTable::move_key(Node& node, RealId real) {
 }
 
 void InodeTable::take_name(Node& node, const Alias& alias) {
-    node.add_alias(alias, [this](const Node& parent) {
-        return &parent != root_.get() && parent.lookups_ == 0;
-    });
+    node.add_alias(alias, [](const Node& parent) { return parent.forgotten(); });
 }
 
 std::size_t InodeTable::size() const {

@@ -378,10 +378,12 @@ TEST(InodeTableTest, ANameUnderAForgottenDirectoryGoesWhenTheNameIsReachedAgain)
     };
     core::NodePtr old_dir = intern_dir();
     core::NodePtr linked =
-        table.intern(core::Alias{table.root(), "a"}, S_IFREG, core::Placement{}, file, 30, true);
-    EXPECT_EQ(table.intern(core::Alias{old_dir, "b"}, S_IFREG, core::Placement{}, file, 30, true),
-              linked);
+        table.intern(core::Alias{old_dir, "b"}, S_IFREG, core::Placement{}, file, 30, true);
+    EXPECT_EQ(
+        table.intern(core::Alias{table.root(), "a"}, S_IFREG, core::Placement{}, file, 30, true),
+        linked);
     table.forget(table.id_of(*old_dir), 1);  // the kernel let go of d (and of d/b's dentry)
+    EXPECT_EQ(linked->known_alias()->name, "a") << "a name the kernel holds comes first";
     core::NodePtr new_dir = intern_dir();
     ASSERT_NE(new_dir, old_dir);
     EXPECT_EQ(table.intern(core::Alias{new_dir, "b"}, S_IFREG, core::Placement{}, file, 30, true),

@@ -93,6 +93,10 @@ class Node : public std::enable_shared_from_this<Node> {
     // (placement().data): reads go there, a change of the data completes the copy first.
     bool metacopy() const { return metacopy_.load(std::memory_order_acquire); }
 
+    // The kernel let go of the node (its lookup count fell to zero): a later lookup of its
+    // object makes a new node, so names known under this one may go stale.
+    bool forgotten() const { return forgotten_.load(std::memory_order_acquire); }
+
     // The last name of the object was removed through the mount; open handles may still
     // use it, and fstat on them reports no links.
     bool unlinked() const { return unlinked_.load(std::memory_order_acquire); }
@@ -116,6 +120,11 @@ class Node : public std::enable_shared_from_this<Node> {
     std::optional<Alias> known_alias() const {
         std::lock_guard lock(mutex_);
         if (aliases_.empty()) return std::nullopt;
+        // A name under a directory the kernel has forgotten may have moved with a rename
+        // made through that directory's new node: a name the kernel holds comes first.
+        for (const Alias& known : aliases_) {
+            if (!known.parent || !known.parent->forgotten()) return known;
+        }
         return aliases_.front();
     }
     // For directories (and files known to have a name): the first known name.
@@ -190,6 +199,7 @@ class Node : public std::enable_shared_from_this<Node> {
     std::atomic<bool> in_upper_;
     std::atomic<bool> metacopy_;
     std::atomic<bool> unlinked_{false};
+    std::atomic<bool> forgotten_{false};  // set by the table
     std::weak_ptr<const sys::UniqueFd> open_fd_;
     RealId real_;  // the table's key for this node: guarded by the table's mutex
     // The lower object a copy-up replaced, once there was one: guarded by the table's mutex.
