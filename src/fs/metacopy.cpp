@@ -212,7 +212,7 @@ Result<void> complete_metacopy(Union& fs, const core::NodePtr& node, bool skip_d
     // name still holds this file when the full copy is swapped in: without it a rename over
     // the name could land between the swap and the check, and a lookup in that window saw
     // the copy and was handed this node for the object that replaced it (StressChaos).
-    std::unique_lock<std::mutex> parent_lock;
+    std::unique_lock<sys::SmallMutex> parent_lock;
     for (;;) {
         const std::optional<core::Alias> alias = node->known_alias();
         if (!alias || !alias->parent || node->unlinked()) return Errno{ENOENT};

@@ -138,7 +138,7 @@ Result<void> empty_upper_dir(Union& fs, int upper_dir, const std::string& name) 
     return temp.move_into_place(upper_dir, name, RENAME_EXCHANGE);
 }
 
-void lock_both(std::unique_lock<std::mutex>& first, std::unique_lock<std::mutex>& second,
+void lock_both(std::unique_lock<sys::SmallMutex>& first, std::unique_lock<sys::SmallMutex>& second,
                core::Node& a, core::Node& b) {
     if (&a == &b) {
         first = std::unique_lock(a.change_mutex());
@@ -205,8 +205,8 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
         if (auto ready = prepare_to_move(fs, target_node, *lower_has_old); !ready) return ready;
     }
 
-    std::unique_lock<std::mutex> first_lock;
-    std::unique_lock<std::mutex> second_lock;
+    std::unique_lock<sys::SmallMutex> first_lock;
+    std::unique_lock<sys::SmallMutex> second_lock;
     lock_both(first_lock, second_lock, *old_parent, *new_parent);
     const std::size_t upper = fs.stack().upper().index();
     auto old_dir = fs.stack().dir_fd(*old_parent, upper);

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "layerfs/core/node.hpp"
+#include "layerfs/core/node_index.hpp"
 
 namespace layerfs::core {
 
@@ -71,11 +72,8 @@ class InodeTable {
   private:
     // replace_key under mutex_.
     void move_key(Node& node, RealId real);
-    // NODE was reached as ALIAS (under mutex_). A name NODE knows under a directory node the
-    // kernel has forgotten goes: that directory's next lookup makes a new node, and a rename
-    // or unlink of the name under it would leave NODE the old, stale one (a hard-linked
-    // file outlives its other names' dentries, and so their parents').
-    void take_name(Node& node, const Alias& alias);
+    // Under mutex_: NODE, indexed, stands for a removed object; it leaves the index.
+    void detach(Node* node);
 
     // The type is part of the key: an object replaced under a recycled inode number must
     // not be mistaken for the node the kernel still holds.
@@ -85,7 +83,8 @@ class InodeTable {
         friend bool operator==(const Key&, const Key&) = default;
     };
     struct KeyHash {
-        std::size_t operator()(const Key& key) const {
+        // noexcept: the map then keeps no copy of the hash in each entry (8 bytes a node).
+        std::size_t operator()(const Key& key) const noexcept {
             return std::hash<std::uint64_t>()(static_cast<std::uint64_t>(key.real.ino) * 1000003u ^
                                               static_cast<std::uint64_t>(key.real.dev) ^
                                               (static_cast<std::uint64_t>(key.type) << 48));
@@ -94,12 +93,14 @@ class InodeTable {
 
     mutable std::mutex mutex_;
     NodePtr root_;
-    std::unordered_map<Key, NodePtr, KeyHash> by_key_;
+    NodeIndex by_key_;
     // Nodes whose object was removed while the kernel still holds them: their real number
     // may be reused by a new object, which must get a node of its own.
     std::unordered_map<const Node*, NodePtr> detached_;
     // Lower object -> the node its copy-up made, for as long as the table holds that node.
     std::unordered_map<Key, Node*, KeyHash> by_origin_;
+    // Node -> the lower object its copy-up replaced, while the table holds the node.
+    std::unordered_map<const Node*, RealId> origin_of_;
     // Metadata-only copies being completed -> their node (see supersede).
     std::unordered_map<Key, NodePtr, KeyHash> superseded_;
     std::uint64_t next_serial_ = 1;

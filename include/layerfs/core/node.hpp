@@ -9,11 +9,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <mutex>  // std::lock_guard
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "layerfs/sys/small_mutex.hpp"
 #include "layerfs/sys/unique_fd.hpp"
 
 namespace layerfs::core {
@@ -56,24 +58,67 @@ struct RealId {
     friend bool operator==(const RealId&, const RealId&) = default;
 };
 
+class Node;
+
+// A counted reference to a node. The count lives in the node (std::shared_ptr would add a
+// control block and enable_shared_from_this a weak pointer: 32 bytes a node).
+class NodePtr {
+  public:
+    NodePtr() = default;
+    NodePtr(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): like shared_ptr
+    explicit NodePtr(Node* node);
+    NodePtr(const NodePtr& other) : NodePtr(other.node_) {}
+    NodePtr(NodePtr&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
+    NodePtr& operator=(NodePtr other) noexcept {
+        std::swap(node_, other.node_);
+        return *this;
+    }
+    ~NodePtr();
+
+    Node* get() const { return node_; }
+    Node& operator*() const { return *node_; }
+    Node* operator->() const { return node_; }
+    explicit operator bool() const { return node_ != nullptr; }
+    void reset() { NodePtr().swap(*this); }
+    // For an owner that keeps its reference as a bare pointer (the table's index): release
+    // gives the reference up without dropping it, adopt takes one back without adding one.
+    Node* release() { return std::exchange(node_, nullptr); }
+    static NodePtr adopt(Node* node) {
+        NodePtr ptr;
+        ptr.node_ = node;
+        return ptr;
+    }
+    void swap(NodePtr& other) noexcept { std::swap(node_, other.node_); }
+    friend bool operator==(const NodePtr& a, const NodePtr& b) { return a.node_ == b.node_; }
+    friend bool operator==(const NodePtr& a, std::nullptr_t) { return a.node_ == nullptr; }
+
+  private:
+    Node* node_ = nullptr;
+};
+
 // A parent and a name: how a node is reached.
 struct Alias {
-    std::shared_ptr<class Node> parent;  // null only for the root
+    NodePtr parent;  // null only for the root
     std::string name;
 };
 
-class Node : public std::enable_shared_from_this<Node> {
+// The cache keeps a node for every name the kernel holds, so its size is the daemon's
+// memory (DESIGN.md §3): what most nodes need is inline, the rest behind extra_.
+class Node {
   public:
     Node(std::uint64_t serial, Alias alias, mode_t type, Placement placement, RealId real,
          ino_t ino, bool in_upper)
-        : serial_(serial),
-          aliases_{std::move(alias)},
-          type_(type),
-          placement_(std::move(placement)),
+        : type_(type),
+          layer_(static_cast<std::uint32_t>(placement.layer)),
           in_upper_(in_upper),
-          metacopy_(placement_.data.has_value()),
+          metacopy_(placement.data.has_value()),
+          has_alias_(true),
+          serial_(serial),
+          ino_(ino),
           real_(real),
-          ino_(ino) {}
+          alias_(std::move(alias)) {
+        store_layer_lists(std::move(placement));
+    }
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
 
@@ -83,7 +128,7 @@ class Node : public std::enable_shared_from_this<Node> {
     bool is_dir() const { return (type_ & S_IFMT) == S_IFDIR; }
     bool is_root() const {
         std::lock_guard lock(mutex_);
-        return !aliases_.empty() && aliases_.front().parent == nullptr;
+        return has_alias_ && !alias_.parent;
     }
     // The number shown as st_ino: it stays when the object is copied up.
     ino_t ino() const { return ino_; }
@@ -93,121 +138,127 @@ class Node : public std::enable_shared_from_this<Node> {
     // (placement().data): reads go there, a change of the data completes the copy first.
     bool metacopy() const { return metacopy_.load(std::memory_order_acquire); }
 
-    // The kernel let go of the node (its lookup count fell to zero): a later lookup of its
-    // object makes a new node, so names known under this one may go stale.
-    bool forgotten() const { return forgotten_.load(std::memory_order_acquire); }
-
     // The last name of the object was removed through the mount; open handles may still
     // use it, and fstat on them reports no links.
     bool unlinked() const { return unlinked_.load(std::memory_order_acquire); }
+    // The kernel let go of the node (its lookup count fell to zero): a later lookup of its
+    // object makes a new node, so names known under this one may go stale.
+    bool forgotten() const { return forgotten_.load(std::memory_order_acquire); }
     void mark_unlinked() { unlinked_.store(true, std::memory_order_release); }
 
     // An fd of an open handle, not owned: once every name is gone it is the only way to
     // the object (fstat comes to us without the handle).
     void remember_open_fd(const std::shared_ptr<const sys::UniqueFd>& fd) {
         std::lock_guard lock(mutex_);
-        open_fd_ = fd;
+        extra().open_fd = fd;
     }
     std::shared_ptr<const sys::UniqueFd> open_fd() const {
         std::lock_guard lock(mutex_);
-        return open_fd_.lock();
+        return extra_ ? extra_->open_fd.lock() : nullptr;
     }
 
     // The name the node is reached by: the first of its names the kernel knows. A hard-
     // linked file has several. A directory always has one (the root's has no parent); a
     // file whose known names are all gone has none, even when it still has links whose
     // names nobody looked up: a stale name would lead to whatever holds it now.
-    std::optional<Alias> known_alias() const {
-        std::lock_guard lock(mutex_);
-        if (aliases_.empty()) return std::nullopt;
-        // A name under a directory the kernel has forgotten may have moved with a rename
-        // made through that directory's new node: a name the kernel holds comes first.
-        for (const Alias& known : aliases_) {
-            if (!known.parent || !known.parent->forgotten()) return known;
-        }
-        return aliases_.front();
-    }
+    std::optional<Alias> known_alias() const;
     // For directories (and files known to have a name): the first known name.
     Alias alias() const {
         std::lock_guard lock(mutex_);
-        if (aliases_.empty()) return Alias{};
-        return aliases_.front();
+        return has_alias_ ? alias_ : Alias{};
     }
     Placement placement() const {
         std::lock_guard lock(mutex_);
-        return placement_;
+        Placement placement;
+        placement.layer = layer_;
+        if (extra_) {
+            placement.dir_layers = extra_->dir_layers;
+            placement.xattr_whiteout_layers = extra_->xattr_whiteout_layers;
+            if (extra_->data) placement.data = *extra_->data;
+        }
+        return placement;
     }
 
     // Where the object lives now, after a copy-up or a change in the upper.
     void set_placement(Placement placement, bool in_upper) {
         std::lock_guard lock(mutex_);
         metacopy_.store(placement.data.has_value(), std::memory_order_release);
-        placement_ = std::move(placement);
+        layer_ = static_cast<std::uint32_t>(placement.layer);
+        store_layer_lists(std::move(placement));
         in_upper_.store(in_upper, std::memory_order_release);
     }
-    // Another name of the object was looked up (a hard link). Names under a directory
-    // node that STALE_PARENT says the kernel has let go of are dropped (see InodeTable::
-    // take_name).
-    template <typename StaleParent>
-    void add_alias(const Alias& alias, StaleParent stale_parent) {
-        std::lock_guard lock(mutex_);
-        std::erase_if(aliases_, [&](const Alias& known) {
-            return known.parent && known.parent != alias.parent && stale_parent(*known.parent);
-        });
-        for (const Alias& known : aliases_) {
-            if (known.parent == alias.parent && known.name == alias.name) return;
-        }
-        aliases_.push_back(alias);
-    }
+    // Another name of the object was looked up (a hard link). Names known under a directory
+    // node the kernel has forgotten go: that directory's next lookup makes a new node, and a
+    // rename or unlink of the name under it would leave this node the old, stale one (a
+    // hard-linked file outlives its other names' dentries, and so their parents').
+    void add_alias(const Alias& alias);
     // The name (PARENT, NAME) was removed. A directory keeps its last name: it goes only
     // with the directory, which is then unlinked.
-    void remove_alias(const Node* parent, const std::string& name) {
-        std::lock_guard lock(mutex_);
-        for (auto it = aliases_.begin(); it != aliases_.end(); ++it) {
-            if (it->parent.get() == parent && it->name == name &&
-                (aliases_.size() > 1 || !is_dir())) {
-                aliases_.erase(it);
-                return;
-            }
-        }
-    }
+    void remove_alias(const Node* parent, const std::string& name);
     // The name (OLD_PARENT, OLD_NAME) was renamed to TO; it becomes the name used first.
-    void rename_alias(const Node* old_parent, const std::string& old_name, Alias to) {
-        std::lock_guard lock(mutex_);
-        for (auto it = aliases_.begin(); it != aliases_.end(); ++it) {
-            if (it->parent.get() == old_parent && it->name == old_name) {
-                aliases_.erase(it);
-                break;
-            }
-        }
-        aliases_.insert(aliases_.begin(), std::move(to));
-    }
+    void rename_alias(const Node* old_parent, const std::string& old_name, Alias to);
 
     // Held across a copy-up of this node (and later a rename), so that two requests never
     // build the same object twice and a reader never sees it half moved.
-    std::mutex& change_mutex() { return change_mutex_; }
+    sys::SmallMutex& change_mutex() { return change_mutex_; }
 
   private:
     friend class InodeTable;
+    friend class NodeIndex;
+    friend class NodePtr;
 
-    const std::uint64_t serial_;
-    mutable std::mutex mutex_;  // guards aliases_, placement_ and open_fd_
-    std::mutex change_mutex_;
-    std::vector<Alias> aliases_;  // never empty
+    // What few nodes have: the layer lists of a directory, the data of a metadata-only
+    // copy, more than one name, an open file.
+    struct Extra {
+        std::vector<std::size_t> dir_layers;
+        std::vector<std::size_t> xattr_whiteout_layers;
+        std::unique_ptr<DataSource> data;  // a pointer: directories, the most of these, have none
+        std::vector<Alias> more_aliases;   // after alias_, in the order they are used
+        std::weak_ptr<const sys::UniqueFd> open_fd;
+    };
+    // Under mutex_ (or in the constructor).
+    Extra& extra() {
+        if (!extra_) extra_ = std::make_unique<Extra>();
+        return *extra_;
+    }
+    void store_layer_lists(Placement&& placement) {
+        if (placement.dir_layers.empty() && placement.xattr_whiteout_layers.empty() &&
+            !placement.data && !extra_) {
+            return;
+        }
+        Extra& more = extra();
+        more.dir_layers = std::move(placement.dir_layers);
+        more.xattr_whiteout_layers = std::move(placement.xattr_whiteout_layers);
+        more.data =
+            placement.data ? std::make_unique<DataSource>(std::move(*placement.data)) : nullptr;
+    }
+
+    std::atomic<std::uint32_t> refs_{0};  // NodePtrs to this node
+    mutable sys::SmallMutex mutex_;       // guards the names, the placement and extra_
+    sys::SmallMutex change_mutex_;
     const mode_t type_;
-    Placement placement_;
+    std::uint32_t layer_;  // Placement::layer
     std::atomic<bool> in_upper_;
     std::atomic<bool> metacopy_;
     std::atomic<bool> unlinked_{false};
     std::atomic<bool> forgotten_{false};  // set by the table
-    std::weak_ptr<const sys::UniqueFd> open_fd_;
-    RealId real_;  // the table's key for this node: guarded by the table's mutex
-    // The lower object a copy-up replaced, once there was one: guarded by the table's mutex.
-    std::optional<RealId> origin_;
+    bool has_alias_;  // alias_ holds a name: false once every known name is gone
+    const std::uint64_t serial_;
     const ino_t ino_;
+    RealId real_;                // the table's key for this node: guarded by the table's mutex
     std::uint64_t lookups_ = 0;  // guarded by the table's mutex
+    Alias alias_;                // the first known name
+    std::unique_ptr<Extra> extra_;
+    Node* next_in_index_ = nullptr;  // the table's index chains through its nodes
 };
 
-using NodePtr = std::shared_ptr<Node>;
+inline NodePtr::NodePtr(Node* node) : node_(node) {
+    if (node_) node_->refs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+inline NodePtr::~NodePtr() {
+    // The last reference frees the node; acq_rel orders every use before the delete.
+    if (node_ && node_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete node_;
+}
 
 }  // namespace layerfs::core
