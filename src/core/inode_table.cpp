@@ -54,7 +54,8 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         if (!held) by_key_.insert(node);
         if (!held || held == node.get()) {
             node->lookups_++;
-            node->forgotten_.store(false, std::memory_order_release);
+            node->gone_.fetch_and(static_cast<std::uint8_t>(~Node::kForgotten),
+                                  std::memory_order_release);
             node->add_alias(alias);
             return node;
         }
@@ -117,7 +118,7 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     }
     node->lookups_ -= n;
     if (node->lookups_ > 0) return;
-    node->forgotten_.store(true, std::memory_order_release);
+    node->gone_.fetch_or(Node::kForgotten, std::memory_order_release);
     if (auto origin = origin_of_.find(node); origin != origin_of_.end()) {
         auto copied =
             by_origin_.find(Key{origin->second, static_cast<mode_t>(node->type() & S_IFMT)});

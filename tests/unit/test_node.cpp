@@ -15,6 +15,15 @@ namespace {
 using core::Alias;
 using core::NodePtr;
 
+// The daemon keeps a node for every name the kernel holds: its size is the daemon's memory
+// per cached entry (issue 7). 120 bytes fill a 128-byte malloc chunk; one byte more takes
+// the next size (LP64, libstdc++).
+TEST(NodeSize, FitsA128ByteMallocChunk) {
+    if constexpr (sizeof(void*) == 8) {
+        EXPECT_LE(sizeof(core::Node), 120u);
+    }
+}
+
 class NodeNames : public ::testing::Test {
   protected:
     NodePtr intern(const std::string& name, mode_t type, std::uint64_t ino) {

@@ -140,11 +140,11 @@ class Node {
 
     // The last name of the object was removed through the mount; open handles may still
     // use it, and fstat on them reports no links.
-    bool unlinked() const { return unlinked_.load(std::memory_order_acquire); }
+    bool unlinked() const { return (gone_.load(std::memory_order_acquire) & kUnlinked) != 0; }
     // The kernel let go of the node (its lookup count fell to zero): a later lookup of its
     // object makes a new node, so names known under this one may go stale.
-    bool forgotten() const { return forgotten_.load(std::memory_order_acquire); }
-    void mark_unlinked() { unlinked_.store(true, std::memory_order_release); }
+    bool forgotten() const { return (gone_.load(std::memory_order_acquire) & kForgotten) != 0; }
+    void mark_unlinked() { gone_.fetch_or(kUnlinked, std::memory_order_release); }
 
     // An fd of an open handle, not owned: once every name is gone it is the only way to
     // the object (fstat comes to us without the handle).
@@ -240,8 +240,11 @@ class Node {
     std::uint32_t layer_;  // Placement::layer
     std::atomic<bool> in_upper_;
     std::atomic<bool> metacopy_;
-    std::atomic<bool> unlinked_{false};
-    std::atomic<bool> forgotten_{false};  // set by the table
+    // unlinked() and forgotten() (set by the table) share a byte: one more would cost the
+    // node its 128-byte malloc chunk.
+    static constexpr std::uint8_t kUnlinked = 1;
+    static constexpr std::uint8_t kForgotten = 2;
+    std::atomic<std::uint8_t> gone_{0};
     bool has_alias_;  // alias_ holds a name: false once every known name is gone
     const std::uint64_t serial_;
     const ino_t ino_;
