@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "mount_fixture.hpp"
 
@@ -220,6 +223,29 @@ TEST_F(Identity, OtherLinksOfAnOpenFileSurviveTheLossOfItsName) {
         EXPECT_EQ(read_file(at(second)), "original+more");
         EXPECT_EQ(read_file(at(first)), "NEW CONTENT");
     }
+}
+
+// A hard-linked file outlives the dentries of its other names, and so their directories':
+// the kernel forgets such a directory, and its next lookup is a new node. A rename and an
+// unlink of the name made through that new node must not leave the file's node the old name,
+// which opens by the file's other name would then follow (to nothing, or to a new file there).
+TEST_F(Identity, ALinkUnderADirectoryTheKernelForgotLeadsNoOpenAstray) {
+    if (::geteuid() != 0) GTEST_SKIP() << "dropping the kernel's caches needs root";
+    mount();
+    make_dir(at("d"));
+    write_file(at("d/b"), "linked data");
+    ASSERT_EQ(::link(at("d/b").c_str(), at("a").c_str()), 0) << std::strerror(errno);
+    Fd held(::open(at("a").c_str(), O_RDONLY));  // keeps the file's node, not d's
+    ASSERT_TRUE(held);
+    std::ofstream("/proc/sys/vm/drop_caches") << "2" << std::flush;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the FORGETs arrive
+    ASSERT_EQ(::rename(at("d/b").c_str(), at("d/c").c_str()), 0) << std::strerror(errno);
+    ASSERT_EQ(::unlink(at("d/c").c_str()), 0) << std::strerror(errno);
+    write_file(at("d/b"), "another file");
+    EXPECT_EQ(read_file(at("a")), "linked data");
+    struct stat st {};
+    ASSERT_EQ(::lstat(at("a").c_str(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 1u);
 }
 
 TEST_F(Identity, RenameOfALowerDirectoryOverAWhiteoutAndBack) {
