@@ -156,8 +156,8 @@ Options:
 
 Mount options:
   lowerdir=TOP:...:BOTTOM
-                       the layers, topmost first (required); in a path write
-                       \: for ':', \, for ',' and \\ for '\'
+                       the layers, topmost first (required; at most 65535);
+                       in a path write \: for ':', \, for ',' and \\ for '\'
   upperdir=DIR         the writable layer on top of the lower ones
                        (needs workdir=)
   workdir=DIR          an empty directory on the same filesystem as upperdir=,

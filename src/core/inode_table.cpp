@@ -29,11 +29,11 @@ std::uint64_t InodeTable::id_of(const Node& node) const {
 NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& placement, RealId real,
                            ino_t ino, bool in_upper) {
     std::lock_guard lock(mutex_);
-    if (real == root_->real_) return root_;  // the root's lookup count is not tracked
+    if (real == root_->real()) return root_;  // the root's lookup count is not tracked
     const Key key{real, static_cast<mode_t>(type & S_IFMT)};
     if (Node* known = by_key_.find(real, key.type)) {
         if (!known->unlinked()) {
-            known->lookups_++;
+            known->count_lookup();
             known->add_alias(alias);
             return NodePtr(known);
         }
@@ -42,7 +42,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
     } else if (auto copied = by_origin_.find(key);
                copied != by_origin_.end() && !copied->second->unlinked()) {
         // A lower object whose copy we made: one object, one node (see find_copied_from).
-        copied->second->lookups_++;
+        copied->second->count_lookup();
         copied->second->add_alias(alias);
         return NodePtr(copied->second);
     } else if (auto completing = superseded_.find(key);
@@ -50,12 +50,11 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
         // The metadata-only file a completion is replacing (see supersede). The kernel may
         // have forgotten the node meanwhile: the table holds it again.
         const NodePtr& node = completing->second;
-        Node* held = by_key_.find(node->real_, key.type);
+        Node* held = by_key_.find(node->real(), key.type);
         if (!held) by_key_.insert(node);
         if (!held || held == node.get()) {
-            node->lookups_++;
-            node->gone_.fetch_and(static_cast<std::uint8_t>(~Node::kForgotten),
-                                  std::memory_order_release);
+            node->count_lookup();
+            node->set(Node::kForgotten, false);
             node->add_alias(alias);
             return node;
         }
@@ -68,7 +67,7 @@ NodePtr InodeTable::intern(const Alias& alias, mode_t type, const Placement& pla
 
 NodePtr InodeTable::find(RealId real, mode_t type) const {
     std::lock_guard lock(mutex_);
-    if (real == root_->real_) return root_;
+    if (real == root_->real()) return root_;
     Node* node = by_key_.find(real, type);
     if (!node || node->unlinked()) return nullptr;
     return NodePtr(node);
@@ -76,7 +75,7 @@ NodePtr InodeTable::find(RealId real, mode_t type) const {
 
 NodePtr InodeTable::find_shown(RealId real, mode_t type) const {
     std::lock_guard lock(mutex_);
-    if (real == root_->real_) return root_;
+    if (real == root_->real()) return root_;
     if (Node* node = by_key_.find(real, type)) return node->unlinked() ? nullptr : NodePtr(node);
     const Key key{real, static_cast<mode_t>(type & S_IFMT)};
     if (auto copied = by_origin_.find(key);
@@ -112,20 +111,21 @@ void InodeTable::forget(std::uint64_t id, std::uint64_t n) {
     NodePtr released;  // freed after the lock is dropped
     std::lock_guard lock(mutex_);
     Node* node = reinterpret_cast<Node*>(id);
+    if (node->lookups_ == Node::kPinnedLookups) return;
     if (node->lookups_ < n) {
         spdlog::critical("forget of {} lookups on a node with {}", n, node->lookups_);
         std::abort();
     }
-    node->lookups_ -= n;
+    node->lookups_ -= static_cast<std::uint32_t>(n);  // n <= lookups_, checked above
     if (node->lookups_ > 0) return;
-    node->gone_.fetch_or(Node::kForgotten, std::memory_order_release);
+    node->set(Node::kForgotten, true);
     if (auto origin = origin_of_.find(node); origin != origin_of_.end()) {
         auto copied =
             by_origin_.find(Key{origin->second, static_cast<mode_t>(node->type() & S_IFMT)});
         if (copied != by_origin_.end() && copied->second == node) by_origin_.erase(copied);
         origin_of_.erase(origin);
     }
-    if (by_key_.find(node->real_, node->type()) == node) {
+    if (by_key_.find(node->real(), node->type()) == node) {
         released = by_key_.erase(node);
     } else if (auto detached = detached_.find(node); detached != detached_.end()) {
         released = std::move(detached->second);
@@ -137,9 +137,9 @@ void InodeTable::rekey(Node& node, RealId real) {
     std::lock_guard lock(mutex_);
     const mode_t type = static_cast<mode_t>(node.type() & S_IFMT);
     if (&node != root_.get() && !origin_of_.contains(&node)) {
-        if (by_key_.find(node.real_, type) == &node) {
-            origin_of_.emplace(&node, node.real_);
-            by_origin_[Key{node.real_, type}] = &node;
+        if (by_key_.find(node.real(), type) == &node) {
+            origin_of_.emplace(&node, node.real());
+            by_origin_[Key{node.real(), type}] = &node;
         }
     }
     move_key(node, real);
@@ -147,7 +147,7 @@ void InodeTable::rekey(Node& node, RealId real) {
 
 void InodeTable::supersede(const NodePtr& node, RealId real) {
     std::lock_guard lock(mutex_);
-    superseded_[Key{node->real_, static_cast<mode_t>(node->type() & S_IFMT)}] = node;
+    superseded_[Key{node->real(), static_cast<mode_t>(node->type() & S_IFMT)}] = node;
     move_key(*node, real);
 }
 
@@ -168,15 +168,15 @@ void InodeTable::replace_key(Node& node, RealId real) {
 // A node a removed object left under REAL steps aside.
 void InodeTable::move_key(Node& node, RealId real) {
     if (&node == root_.get()) {
-        node.real_ = real;
+        node.set_real(real);
         return;
     }
-    if (by_key_.find(node.real_, node.type()) != &node) {  // forgotten already
-        node.real_ = real;
+    if (by_key_.find(node.real(), node.type()) != &node) {  // forgotten already
+        node.set_real(real);
         return;
     }
     NodePtr held = by_key_.erase(&node);
-    node.real_ = real;
+    node.set_real(real);
     // The number belonged to a removed object the kernel still holds: it steps aside.
     // Anything else would be two live nodes for one object; keep ours alive regardless.
     if (Node* other = by_key_.find(real, node.type())) detach(other);

@@ -165,6 +165,10 @@ Checked<void> check_mountpoint(const std::string& path) {
 
 Checked<std::unique_ptr<Stack>> Stack::open(const StackSpec& spec, std::size_t dir_cache_capacity) {
     if (spec.lowerdirs.empty()) return Message{"missing lowerdir= option"};
+    if (spec.lowerdirs.size() > kMaxLowerLayers) {
+        return Message{"lowerdir: " + std::to_string(spec.lowerdirs.size()) +
+                       " layers, more than " + std::to_string(kMaxLowerLayers)};
+    }
     if (spec.upperdir.has_value() != spec.workdir.has_value()) {
         return Message{spec.upperdir ? "upperdir= needs workdir=" : "workdir= needs upperdir="};
     }

@@ -6,17 +6,13 @@
 
 #include <algorithm>
 #include <iterator>
+#include <memory>
+#include <new>
 
 namespace layerfs::core {
 namespace {
 
 constexpr std::uint64_t kTypeBits = 0xf;  // DT_* values are below 16
-
-void sort_unique(std::vector<std::uint64_t>& hashes) {
-    std::sort(hashes.begin(), hashes.end());
-    hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
-    hashes.shrink_to_fit();
-}
 
 // Lookups in a directory before it is worth reading whole.
 constexpr unsigned kLookupsBeforeIndex = 1;
@@ -28,30 +24,57 @@ constexpr std::size_t kMaxCounted = 65536;
 DirNames::Key::Key(std::string_view name)
     : bits(XXH3_64bits(name.data(), name.size()) & ~kTypeBits) {}
 
-DirNames::DirNames(const std::vector<std::string>& names) {
-    hashes_.reserve(names.size());
-    for (const std::string& name : names) hashes_.push_back(Key(name).bits | DT_UNKNOWN);
-    sort_unique(hashes_);
+SharedDirNames::SharedDirNames(DirNames* adopted) : names_(adopted) {
+    if (names_) names_->refs_.fetch_add(1, std::memory_order_relaxed);
 }
 
-DirNames::DirNames(const std::vector<sys::DirEntry>& entries) {
-    hashes_.reserve(entries.size());
-    for (const sys::DirEntry& entry : entries) {
-        hashes_.push_back(Key(entry.name).bits | (entry.type & kTypeBits));
+SharedDirNames::SharedDirNames(const SharedDirNames& other) : SharedDirNames(other.names_) {}
+
+SharedDirNames::~SharedDirNames() {
+    // The last reference frees the block; acq_rel orders every read before the delete.
+    if (names_ && names_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        names_->~DirNames();
+        ::operator delete(static_cast<void*>(names_));
     }
-    sort_unique(hashes_);
+}
+
+SharedDirNames DirNames::from_hashes(std::vector<std::uint64_t>& hashes) {
+    std::sort(hashes.begin(), hashes.end());
+    hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
+    static_assert(sizeof(DirNames) % alignof(std::uint64_t) == 0);
+    void* block = ::operator new(sizeof(DirNames) + hashes.size() * sizeof(std::uint64_t));
+    auto* names = new (block) DirNames(hashes.size());
+    std::uninitialized_copy(hashes.begin(), hashes.end(),
+                            reinterpret_cast<std::uint64_t*>(names + 1));
+    return SharedDirNames(names);
+}
+
+SharedDirNames DirNames::make(const std::vector<std::string>& names) {
+    std::vector<std::uint64_t> hashes;
+    hashes.reserve(names.size());
+    for (const std::string& name : names) hashes.push_back(Key(name).bits | DT_UNKNOWN);
+    return from_hashes(hashes);
+}
+
+SharedDirNames DirNames::make(const std::vector<sys::DirEntry>& entries) {
+    std::vector<std::uint64_t> hashes;
+    hashes.reserve(entries.size());
+    for (const sys::DirEntry& entry : entries) {
+        hashes.push_back(Key(entry.name).bits | (entry.type & kTypeBits));
+    }
+    return from_hashes(hashes);
 }
 
 bool DirNames::may_contain(Key key) const {
-    auto it = std::lower_bound(hashes_.begin(), hashes_.end(), key.bits);
-    return it != hashes_.end() && (*it & ~kTypeBits) == key.bits;
+    const std::uint64_t* it = std::lower_bound(begin(), end(), key.bits);
+    return it != end() && (*it & ~kTypeBits) == key.bits;
 }
 
 std::optional<unsigned char> DirNames::type_of(Key key) const {
-    auto it = std::lower_bound(hashes_.begin(), hashes_.end(), key.bits);
-    if (it == hashes_.end() || (*it & ~kTypeBits) != key.bits) return std::nullopt;
+    const std::uint64_t* it = std::lower_bound(begin(), end(), key.bits);
+    if (it == end() || (*it & ~kTypeBits) != key.bits) return std::nullopt;
     const auto type = static_cast<unsigned char>(*it & kTypeBits);
-    const bool shared = std::next(it) != hashes_.end() && (*std::next(it) & ~kTypeBits) == key.bits;
+    const bool shared = std::next(it) != end() && (*std::next(it) & ~kTypeBits) == key.bits;
     return shared ? static_cast<unsigned char>(DT_UNKNOWN) : type;
 }
 

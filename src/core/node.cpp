@@ -12,7 +12,7 @@ bool names(const Alias& alias, const Node* parent, const std::string& name) {
 
 std::optional<Alias> Node::known_alias() const {
     std::lock_guard lock(mutex_);
-    if (!has_alias_) return std::nullopt;
+    if (!has_alias()) return std::nullopt;
     // A name under a directory the kernel has forgotten may have moved with a rename made
     // through that directory's new node: a name the kernel holds comes first.
     if (alias_.parent && alias_.parent->forgotten() && extra_) {
@@ -25,9 +25,9 @@ std::optional<Alias> Node::known_alias() const {
 
 void Node::add_alias(const Alias& alias) {
     std::lock_guard lock(mutex_);
-    if (!has_alias_) {
+    if (!has_alias()) {
         alias_ = alias;
-        has_alias_ = true;
+        set(kHasAlias, true);
         return;
     }
     const auto stale = [&](const Alias& known) {
@@ -52,14 +52,14 @@ void Node::add_alias(const Alias& alias) {
 
 void Node::remove_alias(const Node* parent, const std::string& name) {
     std::lock_guard lock(mutex_);
-    if (!has_alias_) return;
+    if (!has_alias()) return;
     std::vector<Alias>* more = extra_ ? &extra_->more_aliases : nullptr;
     const bool last = !more || more->empty();
     if (names(alias_, parent, name)) {
         if (last && is_dir()) return;
         if (last) {
             alias_ = Alias{};
-            has_alias_ = false;
+            set(kHasAlias, false);
         } else {
             alias_ = std::move(more->front());
             more->erase(more->begin());
@@ -77,7 +77,7 @@ void Node::remove_alias(const Node* parent, const std::string& name) {
 
 void Node::rename_alias(const Node* old_parent, const std::string& old_name, Alias to) {
     std::lock_guard lock(mutex_);
-    if (has_alias_ && !names(alias_, old_parent, old_name)) {
+    if (has_alias() && !names(alias_, old_parent, old_name)) {
         // The first name stays known, after TO.
         std::vector<Alias>& more = extra().more_aliases;
         for (auto it = more.begin(); it != more.end(); ++it) {
@@ -89,7 +89,7 @@ void Node::rename_alias(const Node* old_parent, const std::string& old_name, Ali
         more.insert(more.begin(), std::move(alias_));
     }
     alias_ = std::move(to);
-    has_alias_ = true;
+    set(kHasAlias, true);
 }
 
 }  // namespace layerfs::core

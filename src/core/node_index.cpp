@@ -29,22 +29,22 @@ std::size_t NodeIndex::bucket_of(RealId real, mode_t type) const {
 Node* NodeIndex::find(RealId real, mode_t type) const {
     const mode_t format = type & S_IFMT;
     for (Node* node = buckets_[bucket_of(real, format)]; node; node = node->next_in_index_) {
-        if (node->real_ == real && (node->type() & S_IFMT) == format) return node;
+        if (node->real() == real && (node->type() & S_IFMT) == format) return node;
     }
     return nullptr;
 }
 
 void NodeIndex::insert(NodePtr node) {
-    if (size_ >= buckets_.size()) grow();
+    if (size_ >= kNodesPerBucket * buckets_.size()) grow();
     Node* raw = node.release();
-    Node*& head = buckets_[bucket_of(raw->real_, raw->type())];
+    Node*& head = buckets_[bucket_of(raw->real(), raw->type())];
     raw->next_in_index_ = head;
     head = raw;
     ++size_;
 }
 
 NodePtr NodeIndex::erase(Node* node) {
-    for (Node** link = &buckets_[bucket_of(node->real_, node->type())]; *link;
+    for (Node** link = &buckets_[bucket_of(node->real(), node->type())]; *link;
          link = &(*link)->next_in_index_) {
         if (*link == node) {
             *link = node->next_in_index_;
@@ -62,7 +62,7 @@ void NodeIndex::grow() {
     for (Node* head : old) {
         while (head) {
             Node* next = head->next_in_index_;
-            Node*& slot = buckets_[bucket_of(head->real_, head->type())];
+            Node*& slot = buckets_[bucket_of(head->real(), head->type())];
             head->next_in_index_ = slot;
             slot = head;
             head = next;

@@ -109,7 +109,7 @@ void Stack::remember_lower_names(const Node& node, std::size_t layer,
                                  const std::vector<sys::DirEntry>& entries) {
     // A lower directory's names never change: every listing after the first has nothing new.
     if (layers_[layer].is_upper() || lower_names_.has(node.serial(), layer)) return;
-    lower_names_.insert(node.serial(), layer, std::make_shared<const DirNames>(entries));
+    lower_names_.insert(node.serial(), layer, DirNames::make(entries));
 }
 
 void Stack::adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names) {

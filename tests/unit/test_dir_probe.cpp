@@ -110,7 +110,8 @@ TEST_F(DirProbeTest, RefusesWhatIsNotADirectoryAndNeverFollowsASymlink) {
 TEST(DirNamesTypes, KeepsTheTypeOfEachListedName) {
     const std::vector<sys::DirEntry> entries{
         {"dir", DT_DIR, 1}, {"file", DT_REG, 2}, {"wh", DT_CHR, 3}, {"odd", DT_UNKNOWN, 4}};
-    const core::DirNames names(entries);
+    const core::SharedDirNames made = core::DirNames::make(entries);
+    const core::DirNames& names = *made;
     EXPECT_EQ(names.type_of(core::DirNames::Key("dir")), DT_DIR);
     EXPECT_EQ(names.type_of(core::DirNames::Key("file")), DT_REG);
     EXPECT_EQ(names.type_of(core::DirNames::Key("wh")), DT_CHR);
@@ -118,8 +119,8 @@ TEST(DirNamesTypes, KeepsTheTypeOfEachListedName) {
     EXPECT_EQ(names.type_of(core::DirNames::Key("none")), std::nullopt);
     EXPECT_TRUE(names.may_contain("wh"));
     // Built from names alone, every type is unknown.
-    const core::DirNames untyped(std::vector<std::string>{"dir"});
-    EXPECT_EQ(untyped.type_of(core::DirNames::Key("dir")), DT_UNKNOWN);
+    const core::SharedDirNames untyped = core::DirNames::make(std::vector<std::string>{"dir"});
+    EXPECT_EQ(untyped->type_of(core::DirNames::Key("dir")), DT_UNKNOWN);
 }
 
 }  // namespace

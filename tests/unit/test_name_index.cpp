@@ -15,7 +15,7 @@ namespace layerfs::core {
 namespace {
 
 SharedDirNames names_of(std::vector<std::string> names) {
-    return std::make_shared<const DirNames>(names);
+    return DirNames::make(names);
 }
 
 TEST(DirNamesTest, KnowsEveryNameItWasGiven) {
@@ -23,7 +23,8 @@ TEST(DirNamesTest, KnowsEveryNameItWasGiven) {
     for (int i = 0; i < 5000; ++i) names.push_back("name-" + std::to_string(i));
     names.push_back(".wh.gone");
     names.push_back("name-7");  // listed twice: counted once
-    const DirNames index(names);
+    const SharedDirNames made = DirNames::make(names);
+    const DirNames& index = *made;
     EXPECT_EQ(index.size(), 5001u);
     for (const std::string& name : names) EXPECT_TRUE(index.may_contain(name)) << name;
     int absent_but_maybe = 0;
@@ -32,6 +33,18 @@ TEST(DirNamesTest, KnowsEveryNameItWasGiven) {
     }
     EXPECT_EQ(absent_but_maybe, 0) << "64-bit hashes of 5000 names should not collide";
     EXPECT_FALSE(index.may_contain("gone"));
+}
+
+TEST(DirNamesTest, LivesWhileAReferenceDoes) {
+    SharedDirNames first = DirNames::make(std::vector<std::string>{"a", "b"});
+    SharedDirNames second = first;
+    SharedDirNames moved = std::move(first);
+    EXPECT_FALSE(first);
+    first = SharedDirNames();
+    second = nullptr;  // ASan: the block must be neither freed here nor leaked at the end
+    ASSERT_TRUE(moved);
+    EXPECT_TRUE(moved->may_contain("b"));
+    EXPECT_EQ(moved->size(), 2u);
 }
 
 TEST(NameIndexCacheTest, WorthIndexingFromTheSecondLookup) {

@@ -63,5 +63,14 @@ TEST_F(ManyLowersNesting, AnUpperInsideALowerIsRefused) {
         << stack.error().text;
 }
 
+// A node holds its layer's index in 16 bits: a stack that would not fit is refused before
+// any directory is opened.
+TEST_F(ManyLowersNesting, MoreLayersThanANodeCanNumberAreRefused) {
+    std::vector<std::string> lowers(core::Stack::kMaxLowerLayers + 1, lowers_.front());
+    auto stack = open(lowers);
+    ASSERT_FALSE(stack);
+    EXPECT_EQ(stack.error().text, "lowerdir: 65536 layers, more than 65535");
+}
+
 }  // namespace
 }  // namespace layerfs

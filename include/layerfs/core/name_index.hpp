@@ -4,6 +4,7 @@
 // so an index never goes stale.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "layerfs/core/lru_map.hpp"
@@ -19,6 +21,40 @@
 #include "layerfs/sys/syscalls.hpp"
 
 namespace layerfs::core {
+
+class DirNames;
+
+// A reference to a DirNames, counted in the object: with the hashes in the same block, a
+// directory's index is one allocation, where a shared_ptr to a vector took two (48 bytes
+// more a directory and layer, a tenth of the daemon's memory a cached node; issue 7).
+class SharedDirNames {
+  public:
+    SharedDirNames() = default;
+    SharedDirNames(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): like shared_ptr
+    SharedDirNames(const SharedDirNames& other);
+    SharedDirNames(SharedDirNames&& other) noexcept
+        : names_(std::exchange(other.names_, nullptr)) {}
+    SharedDirNames& operator=(SharedDirNames other) noexcept {
+        std::swap(names_, other.names_);
+        return *this;
+    }
+    ~SharedDirNames();
+
+    const DirNames* get() const { return names_; }
+    const DirNames& operator*() const { return *names_; }
+    const DirNames* operator->() const { return names_; }
+    explicit operator bool() const { return names_ != nullptr; }
+    friend bool operator==(const SharedDirNames& a, const SharedDirNames& b) {
+        return a.names_ == b.names_;
+    }
+    friend bool operator==(const SharedDirNames& a, std::nullptr_t) { return !a; }
+
+  private:
+    friend class DirNames;
+    explicit SharedDirNames(DirNames* adopted);
+
+    DirNames* names_ = nullptr;
+};
 
 // The names of one directory, as sorted 64-bit hashes: 8 bytes a name. The low 4 bits of
 // each hold the entry's DT_* type, so a lookup knows a directory from a file before asking
@@ -31,8 +67,10 @@ class DirNames {
         std::uint64_t bits;
     };
 
-    explicit DirNames(const std::vector<std::string>& names);  // types unknown
-    explicit DirNames(const std::vector<sys::DirEntry>& entries);
+    static SharedDirNames make(const std::vector<std::string>& names);  // types unknown
+    static SharedDirNames make(const std::vector<sys::DirEntry>& entries);
+    DirNames(const DirNames&) = delete;
+    DirNames& operator=(const DirNames&) = delete;
 
     // False: the directory certainly has no NAME.
     bool may_contain(std::string_view name) const { return may_contain(Key(name)); }
@@ -40,13 +78,20 @@ class DirNames {
     // NAME's DT_* type: nullopt when certainly absent, DT_UNKNOWN when the listing did not
     // say (or names share the hash).
     std::optional<unsigned char> type_of(Key key) const;
-    std::size_t size() const { return hashes_.size(); }
+    std::size_t size() const { return size_; }
 
   private:
-    std::vector<std::uint64_t> hashes_;
-};
+    friend class SharedDirNames;
+    static SharedDirNames from_hashes(std::vector<std::uint64_t>& hashes);
+    explicit DirNames(std::size_t size) : size_(size) {}
+    ~DirNames() = default;
+    // The hashes follow the object in its allocation.
+    const std::uint64_t* begin() const { return reinterpret_cast<const std::uint64_t*>(this + 1); }
+    const std::uint64_t* end() const { return begin() + size_; }
 
-using SharedDirNames = std::shared_ptr<const DirNames>;
+    std::atomic<std::uint32_t> refs_{0};
+    const std::size_t size_;
+};
 
 // Indexes by (node serial, layer) in an LRU bounded by the number of names it holds. A
 // directory is indexed when it is listed (the names are at hand) or at its second lookup:

@@ -52,8 +52,15 @@ struct Placement {
 };
 
 // The real object a node stands for, as the table keys it.
+// An object's identity in the filesystems beneath: its device and inode number.
 struct RealId {
-    dev_t dev = 0;
+    RealId() = default;
+    // Linux encodes st_dev in 32 bits (a 12-bit major, a 20-bit minor): keeping 32 lets a
+    // node hold the device in 4 bytes. The fold keeps distinct any value wider than that.
+    RealId(dev_t device, ino_t inode)
+        : dev(static_cast<std::uint32_t>(device ^ (static_cast<std::uint64_t>(device) >> 32))),
+          ino(inode) {}
+    std::uint32_t dev = 0;
     ino_t ino = 0;
     friend bool operator==(const RealId&, const RealId&) = default;
 };
@@ -108,14 +115,14 @@ class Node {
   public:
     Node(std::uint64_t serial, Alias alias, mode_t type, Placement placement, RealId real,
          ino_t ino, bool in_upper)
-        : type_(type),
-          layer_(static_cast<std::uint32_t>(placement.layer)),
-          in_upper_(in_upper),
-          metacopy_(placement.data.has_value()),
-          has_alias_(true),
+        : type_(static_cast<std::uint8_t>((type & S_IFMT) >> kTypeShift)),
+          state_(static_cast<std::uint8_t>(kHasAlias | (in_upper ? kInUpper : 0) |
+                                           (placement.data ? kMetacopy : 0))),
+          layer_(static_cast<std::uint16_t>(placement.layer)),
+          real_dev_(real.dev),
           serial_(serial),
           ino_(ino),
-          real_(real),
+          real_ino_(real.ino),
           alias_(std::move(alias)) {
         store_layer_lists(std::move(placement));
     }
@@ -124,27 +131,27 @@ class Node {
 
     // Never reused within a mount: caches key on it instead of the node's address.
     std::uint64_t serial() const { return serial_; }
-    mode_t type() const { return type_; }  // S_IFMT bits
-    bool is_dir() const { return (type_ & S_IFMT) == S_IFDIR; }
+    mode_t type() const { return static_cast<mode_t>(type_) << kTypeShift; }  // S_IFMT bits
+    bool is_dir() const { return type() == S_IFDIR; }
     bool is_root() const {
         std::lock_guard lock(mutex_);
-        return has_alias_ && !alias_.parent;
+        return has_alias() && !alias_.parent;
     }
     // The number shown as st_ino: it stays when the object is copied up.
     ino_t ino() const { return ino_; }
     // True once the object lives in the upper layer (created there or copied up).
-    bool in_upper() const { return in_upper_.load(std::memory_order_acquire); }
+    bool in_upper() const { return has(kInUpper); }
     // True while the object holds metadata only and its data lives in a lower layer
     // (placement().data): reads go there, a change of the data completes the copy first.
-    bool metacopy() const { return metacopy_.load(std::memory_order_acquire); }
+    bool metacopy() const { return has(kMetacopy); }
 
     // The last name of the object was removed through the mount; open handles may still
     // use it, and fstat on them reports no links.
-    bool unlinked() const { return (gone_.load(std::memory_order_acquire) & kUnlinked) != 0; }
+    bool unlinked() const { return has(kUnlinked); }
     // The kernel let go of the node (its lookup count fell to zero): a later lookup of its
     // object makes a new node, so names known under this one may go stale.
-    bool forgotten() const { return (gone_.load(std::memory_order_acquire) & kForgotten) != 0; }
-    void mark_unlinked() { gone_.fetch_or(kUnlinked, std::memory_order_release); }
+    bool forgotten() const { return has(kForgotten); }
+    void mark_unlinked() { set(kUnlinked, true); }
 
     // An fd of an open handle, not owned: once every name is gone it is the only way to
     // the object (fstat comes to us without the handle).
@@ -165,7 +172,7 @@ class Node {
     // For directories (and files known to have a name): the first known name.
     Alias alias() const {
         std::lock_guard lock(mutex_);
-        return has_alias_ ? alias_ : Alias{};
+        return has_alias() ? alias_ : Alias{};
     }
     Placement placement() const {
         std::lock_guard lock(mutex_);
@@ -182,10 +189,10 @@ class Node {
     // Where the object lives now, after a copy-up or a change in the upper.
     void set_placement(Placement placement, bool in_upper) {
         std::lock_guard lock(mutex_);
-        metacopy_.store(placement.data.has_value(), std::memory_order_release);
-        layer_ = static_cast<std::uint32_t>(placement.layer);
+        set(kMetacopy, placement.data.has_value());
+        layer_ = static_cast<std::uint16_t>(placement.layer);
         store_layer_lists(std::move(placement));
-        in_upper_.store(in_upper, std::memory_order_release);
+        set(kInUpper, in_upper);
     }
     // Another name of the object was looked up (a hard link). Names known under a directory
     // node the kernel has forgotten go: that directory's next lookup makes a new node, and a
@@ -236,21 +243,50 @@ class Node {
     std::atomic<std::uint32_t> refs_{0};  // NodePtrs to this node
     mutable sys::SmallMutex mutex_;       // guards the names, the placement and extra_
     sys::SmallMutex change_mutex_;
-    const mode_t type_;
-    std::uint32_t layer_;  // Placement::layer
-    std::atomic<bool> in_upper_;
-    std::atomic<bool> metacopy_;
-    // unlinked() and forgotten() (set by the table) share a byte: one more would cost the
-    // node its 128-byte malloc chunk.
+    // The kernel's lookups of this node, guarded by the table's mutex. Past 2^32 - 1 the
+    // count stays there and the node is kept for the mount's life: a 4-byte count keeps the
+    // node in a 112-byte malloc chunk, and no inode is looked up that often.
+    static constexpr std::uint32_t kPinnedLookups = UINT32_MAX;
+    std::uint32_t lookups_ = 0;
+    void count_lookup() {
+        if (lookups_ != kPinnedLookups) ++lookups_;
+    }
+
+    // Every flag in one atomic byte, so the node's small fields fill 8 bytes: its size is
+    // kept at 104 (a 112-byte malloc chunk; NodeSize tests it).
     static constexpr std::uint8_t kUnlinked = 1;
-    static constexpr std::uint8_t kForgotten = 2;
-    std::atomic<std::uint8_t> gone_{0};
-    bool has_alias_;  // alias_ holds a name: false once every known name is gone
+    static constexpr std::uint8_t kForgotten = 2;  // set and cleared by the table
+    static constexpr std::uint8_t kInUpper = 4;
+    static constexpr std::uint8_t kMetacopy = 8;
+    static constexpr std::uint8_t kHasAlias = 16;  // alias_ holds a name (under mutex_)
+    bool has(std::uint8_t flag) const {
+        return (state_.load(std::memory_order_acquire) & flag) != 0;
+    }
+    void set(std::uint8_t flag, bool on) {
+        if (on) {
+            state_.fetch_or(flag, std::memory_order_release);
+        } else {
+            state_.fetch_and(static_cast<std::uint8_t>(~flag), std::memory_order_release);
+        }
+    }
+    bool has_alias() const { return has(kHasAlias); }
+
+    static constexpr int kTypeShift = 12;  // S_IFMT is 0170000: four bits from bit 12
+    const std::uint8_t type_;
+    std::atomic<std::uint8_t> state_;
+    std::uint16_t layer_;  // Placement::layer; Stack refuses more layers than this holds
+    // The table's key for this node (RealId, split so that its 4-byte device shares the
+    // flags' word): guarded by the table's mutex.
+    std::uint32_t real_dev_;
     const std::uint64_t serial_;
     const ino_t ino_;
-    RealId real_;                // the table's key for this node: guarded by the table's mutex
-    std::uint64_t lookups_ = 0;  // guarded by the table's mutex
-    Alias alias_;                // the first known name
+    ino_t real_ino_;
+    RealId real() const { return RealId{real_dev_, real_ino_}; }
+    void set_real(RealId real) {
+        real_dev_ = real.dev;
+        real_ino_ = real.ino;
+    }
+    Alias alias_;  // the first known name
     std::unique_ptr<Extra> extra_;
     Node* next_in_index_ = nullptr;  // the table's index chains through its nodes
 };

@@ -1,6 +1,7 @@
 // The node table's index of nodes by (real object, type), chained through the nodes
-// themselves: one pointer in the node and one bucket slot a node, where a hash map spends a
-// 48-byte entry. Not thread-safe: the table's mutex guards it.
+// themselves: one pointer in the node and half to one bucket slot a node (chains of one or
+// two nodes on average), where a hash map spends a 48-byte entry. Not thread-safe: the
+// table's mutex guards it.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +30,7 @@ class NodeIndex {
 
   private:
     static constexpr std::size_t kInitialBuckets = 1024;  // a power of two
+    static constexpr std::size_t kNodesPerBucket = 2;     // at most, on average
     std::size_t bucket_of(RealId real, mode_t type) const;
     void grow();
 

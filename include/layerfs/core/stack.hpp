@@ -58,6 +58,9 @@ struct Location {
 
 class Stack {
   public:
+    // A node keeps its layer's index in 16 bits (the upper is one more layer).
+    static constexpr std::size_t kMaxLowerLayers = 65535;
+
     // Opens and checks every directory of SPEC. Fails with a message naming the directory
     // and the problem; nothing is created or changed.
     static Checked<std::unique_ptr<Stack>> open(const StackSpec& spec,
