@@ -75,8 +75,7 @@ void Node::remove_alias(const Node* parent, const std::string& name) {
     }
 }
 
-void Node::rename_alias(const Node* old_parent, const std::string& old_name, Alias to) {
-    std::lock_guard lock(mutex_);
+void Node::rename_alias_locked(const Node* old_parent, const std::string& old_name, Alias to) {
     if (has_alias() && !names(alias_, old_parent, old_name)) {
         // The first name stays known, after TO.
         std::vector<Alias>& more = extra().more_aliases;

@@ -60,34 +60,36 @@ Result<Location> Stack::locate(const Node& node) {
     if (node.is_dir()) {
         auto fd = dir_fd(node, placement.layer);
         if (!fd) return fd.error();
-        return Location{std::move(*fd), std::string()};
+        return Location{std::move(*fd), std::string(), nullptr};
     }
     std::optional<Alias> alias = node.known_alias();
     if (!alias || node.unlinked()) {
         // Every known name is gone: only an open handle still reaches the object.
-        if (SharedFd open = node.open_fd()) return Location{std::move(open), std::string()};
+        if (SharedFd open = node.open_fd()) {
+            return Location{std::move(open), std::string(), nullptr};
+        }
         return Errno{ENOENT};
     }
     auto parent_fd = dir_fd(*alias->parent, placement.layer);
     if (!parent_fd) return parent_fd.error();
-    return Location{std::move(*parent_fd), std::move(alias->name)};
+    return Location{std::move(*parent_fd), std::move(alias->name), std::move(alias->parent)};
 }
 
 Result<struct stat> Stack::stat_node(const Node& node) {
-    auto where = locate(node);
-    if (!where) return where.error();
-    if (where->name.empty()) return sys::stat_fd(where->dir->get());
-    return sys::stat_at(where->dir->get(), where->name);
+    return by_name(node, [](const Location& where) {
+        if (where.name.empty()) return sys::stat_fd(where.dir->get());
+        return sys::stat_at(where.dir->get(), where.name);
+    });
 }
 
 Result<sys::UniqueFd> Stack::open_node(const Node& node, int flags) {
-    auto where = locate(node);
-    if (!where) return where.error();
-    if (where->name.empty()) return sys::reopen(where->dir->get(), flags);
-    auto fd = sys::open_at(where->dir->get(), where->name, flags);
-    // A regular file's name that now holds a whiteout device was removed meanwhile.
-    if (!fd && fd.error().value == ENXIO && S_ISREG(node.type())) return Errno{ENOENT};
-    return fd;
+    return by_name(node, [&](const Location& where) -> Result<sys::UniqueFd> {
+        if (where.name.empty()) return sys::reopen(where.dir->get(), flags);
+        auto fd = sys::open_at(where.dir->get(), where.name, flags);
+        // A regular file's name that now holds a whiteout device was removed meanwhile.
+        if (!fd && fd.error().value == ENXIO && S_ISREG(node.type())) return Errno{ENOENT};
+        return fd;
+    });
 }
 
 SharedDirNames Stack::indexed_lower_names(const Node& node, std::size_t layer) {

@@ -31,17 +31,18 @@ struct stat present_attr(const Union& fs, const core::Node& node, const struct s
 
 Result<struct stat> getattr(Union& fs, const core::Node& node) {
     // A node whose names are gone is located through its open handle (Stack::locate).
-    auto where = fs.stack().locate(node);
-    if (!where) return where.error();
-    auto st = where->name.empty() ? sys::stat_fd(where->dir->get())
-                                  : sys::stat_at(where->dir->get(), where->name);
-    if (!st) return st.error();
-    // The name was removed meanwhile and may hold a whiteout now: the kernel would take a
-    // changed type for a corrupt inode.
-    if ((st->st_mode & S_IFMT) != (node.type() & S_IFMT)) return Errno{ENOENT};
-    struct stat shown = present_attr(fs, node, *st, where->dir->get(), where->name);
-    if (node.unlinked()) shown.st_nlink = 0;
-    return shown;
+    return fs.stack().by_name(
+        node, [&](const core::Location& where) -> Result<struct stat> {
+            auto st = where.name.empty() ? sys::stat_fd(where.dir->get())
+                                         : sys::stat_at(where.dir->get(), where.name);
+            if (!st) return st.error();
+            // The name was removed meanwhile and may hold a whiteout now: the kernel would take a
+            // changed type for a corrupt inode.
+            if ((st->st_mode & S_IFMT) != (node.type() & S_IFMT)) return Errno{ENOENT};
+            struct stat shown = present_attr(fs, node, *st, where.dir->get(), where.name);
+            if (node.unlinked()) shown.st_nlink = 0;
+            return shown;
+        });
 }
 
 Result<struct stat> getattr_open(Union& fs, OpenFile& file) {
@@ -162,9 +163,9 @@ Result<struct statvfs> statfs(Union& fs) {
 
 Result<void> access(Union& fs, const core::Node& node, int mask) {
     if ((mask & W_OK) && fs.read_only()) return Errno{EROFS};
-    auto where = fs.stack().locate(node);
-    if (!where) return where.error();
-    return sys::access_at(where->dir->get(), where->name, mask);
+    return fs.stack().by_name(node, [&](const core::Location& where) {
+        return sys::access_at(where.dir->get(), where.name, mask);
+    });
 }
 
 }  // namespace layerfs::fs

@@ -221,12 +221,20 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
     if (node->is_dir() || (target_node && target_node->is_dir())) {
         names_moving = fs.stack().hold_names_for_move();
     }
+    // The nodes' names are locked across the move, so that an open or stat by the old name
+    // during it can tell a moved object from a removed one (Stack::by_name).
+    int move_error = 0;
+    auto move = [&](unsigned flags) {
+        if (::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), flags) == 0)
+            return true;
+        move_error = errno;
+        return false;
+    };
     if (exchange) {
-        if (::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), RENAME_EXCHANGE) != 0) {
-            return last_errno();
+        if (!core::Node::exchange_aliases(*node, old_parent, old_name, *target_node, new_parent,
+                                          new_name, [&] { return move(RENAME_EXCHANGE); })) {
+            return Errno{move_error};
         }
-        target_node->rename_alias(new_parent.get(), new_name, core::Alias{old_parent, old_name});
-        node->rename_alias(old_parent.get(), old_name, core::Alias{new_parent, new_name});
         return {};
     }
 
@@ -245,8 +253,9 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
     } else if (device_whiteouts && *lower_has_old) {
         move_flags = RENAME_WHITEOUT;
     }
-    if (::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), move_flags) != 0) {
-        return last_errno();
+    if (!node->move_alias(old_parent.get(), old_name, core::Alias{new_parent, new_name},
+                          [&] { return move(move_flags); })) {
+        return Errno{move_error};
     }
     if (move_flags == RENAME_EXCHANGE && !*lower_has_old) {
         ::unlinkat(old_fd, old_name.c_str(), 0);
@@ -261,7 +270,6 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
             if (auto made = make_whiteout(fs, old_fd, old_name); !made) return made;
         }
     }
-    node->rename_alias(old_parent.get(), old_name, core::Alias{new_parent, new_name});
     if (target_node) {
         target_node->remove_alias(new_parent.get(), new_name);
         // The replaced object lost its last name (unless it has other links).

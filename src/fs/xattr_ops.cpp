@@ -50,16 +50,16 @@ Result<std::string> get_xattr(Union& fs, const core::Node& node, const std::stri
     if (!shown_xattr_name(escape_xattr_name(name)) || is_override_xattr(fs, name)) {
         return Errno{ENODATA};
     }
-    auto where = fs.stack().locate(node);
-    if (!where) return where.error();
-    return sys::get_xattr(where->dir->get(), where->name, escape_xattr_name(name));
+    return fs.stack().by_name(node, [&](const core::Location& where) {
+        return sys::get_xattr(where.dir->get(), where.name, escape_xattr_name(name));
+    });
 }
 
 Result<std::vector<std::string>> list_xattrs(Union& fs, const core::Node& node) {
     if (!fs.options().xattrs) return Errno{ENOTSUP};
-    auto where = fs.stack().locate(node);
-    if (!where) return where.error();
-    auto stored = sys::list_xattr(where->dir->get(), where->name);
+    auto stored = fs.stack().by_name(node, [](const core::Location& where) {
+        return sys::list_xattr(where.dir->get(), where.name);
+    });
     if (!stored) return stored.error();
     std::vector<std::string> shown;
     for (const std::string& name : *stored) {
@@ -78,9 +78,9 @@ Result<void> set_xattr(Union& fs, const core::NodePtr& node, const std::string& 
     // fuse-overlayfs's records; an override record changes only through chown and chmod.
     if (!shown_xattr_name(stored) || is_override_xattr(fs, name)) return Errno{EPERM};
     if (auto up = copy_up(fs, node, {.metadata_only = true}); !up) return up;
-    auto where = fs.stack().locate(*node);
-    if (!where) return where.error();
-    return sys::set_xattr(where->dir->get(), where->name, stored, value, flags);
+    return fs.stack().by_name(*node, [&](const core::Location& where) {
+        return sys::set_xattr(where.dir->get(), where.name, stored, value, flags);
+    });
 }
 
 Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::string& name) {
@@ -92,9 +92,9 @@ Result<void> remove_xattr(Union& fs, const core::NodePtr& node, const std::strin
     // Removing what the object does not have changes nothing and copies nothing up.
     if (auto present = get_xattr(fs, *node, name); !present) return present.error();
     if (auto up = copy_up(fs, node, {.metadata_only = true}); !up) return up;
-    auto where = fs.stack().locate(*node);
-    if (!where) return where.error();
-    return sys::remove_xattr(where->dir->get(), where->name, stored);
+    return fs.stack().by_name(*node, [&](const core::Location& where) {
+        return sys::remove_xattr(where.dir->get(), where.name, stored);
+    });
 }
 
 }  // namespace layerfs::fs

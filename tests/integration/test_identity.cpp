@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -246,6 +247,44 @@ TEST_F(Identity, ALinkUnderADirectoryTheKernelForgotLeadsNoOpenAstray) {
     struct stat st {};
     ASSERT_EQ(::lstat(at("a").c_str(), &st), 0);
     EXPECT_EQ(st.st_nlink, 1u);
+}
+
+// The kernel sends an open to the node, not to its name, and does not order it with a
+// rename of that name. An open arriving between the rename on disk and the node's new name
+// must still find the file: ENOENT is for a file that is gone. Opening the O_PATH fd through
+// /proc sends the open without a lookup, so every ENOENT below is the daemon's.
+TEST_F(Identity, AnOpenDuringARenameOfTheFileFindsIt) {
+    mount();
+    write_file(at("here"), "moving data");
+    Fd path_fd(::open(at("here").c_str(), O_PATH));
+    ASSERT_TRUE(path_fd) << std::strerror(errno);
+    const std::string by_fd = "/proc/self/fd/" + std::to_string(path_fd.get());
+    std::atomic<bool> stop{false};
+    std::atomic<int> rename_errors{0};
+    std::thread mover([&] {
+        for (int i = 0; !stop.load(); ++i) {
+            const std::string from = at(i % 2 == 0 ? "here" : "there");
+            const std::string to = at(i % 2 == 0 ? "there" : "here");
+            if (::rename(from.c_str(), to.c_str()) != 0) ++rename_errors;
+        }
+    });
+    int failed_opens = 0;
+    int failed_reads = 0;
+    std::string first_error;
+    for (int i = 0; i < 5000; ++i) {
+        Fd fd(::open(by_fd.c_str(), O_RDONLY));
+        if (!fd) {
+            if (failed_opens++ == 0) first_error = std::strerror(errno);
+            continue;
+        }
+        char byte = 0;
+        if (::pread(fd.get(), &byte, 1, 0) != 1 || byte != 'm') ++failed_reads;
+    }
+    stop = true;
+    mover.join();
+    EXPECT_EQ(rename_errors.load(), 0);
+    EXPECT_EQ(failed_opens, 0) << "of 5000 opens; the first: " << first_error;
+    EXPECT_EQ(failed_reads, 0) << "opens that read no 'm'";
 }
 
 TEST_F(Identity, RenameOfALowerDirectoryOverAWhiteoutAndBack) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -59,6 +61,43 @@ TEST_F(NodeNames, ARenamedNameIsUsedFirstAndTheOthersStay) {
     EXPECT_EQ(first_name(file), "a");
     file->remove_alias(table_.root().get(), "b");
     EXPECT_EQ(first_name(file), "a") << "b was renamed away: removing it changes nothing";
+}
+
+// A reader of the names during the move on disk waits for it, and then sees the new name:
+// a lookup by the old name that failed meanwhile can tell a moved file from a removed one.
+TEST_F(NodeNames, ANameReadDuringAMoveIsTheNewOne) {
+    NodePtr file = intern("a", S_IFREG, 10);
+    std::string seen;
+    std::thread reader;
+    std::atomic<bool> reading{false};
+    const bool moved = file->move_alias(table_.root().get(), "a", Alias{table_.root(), "b"}, [&] {
+        reader = std::thread([&] {
+            reading = true;
+            seen = first_name(file);
+        });
+        while (!reading) std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the move on disk
+        return true;
+    });
+    reader.join();
+    EXPECT_TRUE(moved);
+    EXPECT_EQ(seen, "b");
+}
+
+TEST_F(NodeNames, AFailedMoveKeepsTheName) {
+    NodePtr file = intern("a", S_IFREG, 10);
+    EXPECT_FALSE(file->move_alias(table_.root().get(), "a", Alias{table_.root(), "b"},
+                                  [] { return false; }));
+    EXPECT_EQ(first_name(file), "a");
+}
+
+TEST_F(NodeNames, AnExchangeSwapsTheNamesOfBoth) {
+    NodePtr a = intern("a", S_IFREG, 10);
+    NodePtr b = intern("b", S_IFDIR, 11);
+    EXPECT_TRUE(core::Node::exchange_aliases(*a, table_.root(), "a", *b, table_.root(), "b",
+                                             [] { return true; }));
+    EXPECT_EQ(first_name(a), "b");
+    EXPECT_EQ(first_name(b), "a");
 }
 
 TEST_F(NodeNames, ADirectoryKeepsItsLastName) {

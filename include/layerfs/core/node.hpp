@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>  // std::lock_guard
+#include <mutex>  // std::lock_guard, std::scoped_lock
 #include <optional>
 #include <string>
 #include <utility>
@@ -203,7 +203,32 @@ class Node {
     // with the directory, which is then unlinked.
     void remove_alias(const Node* parent, const std::string& name);
     // The name (OLD_PARENT, OLD_NAME) was renamed to TO; it becomes the name used first.
-    void rename_alias(const Node* old_parent, const std::string& old_name, Alias to);
+    void rename_alias(const Node* old_parent, const std::string& old_name, Alias to) {
+        std::lock_guard lock(mutex_);
+        rename_alias_locked(old_parent, old_name, std::move(to));
+    }
+    // Runs MOVE (the rename on disk; false when it failed) with the node's names locked,
+    // then takes the name TO: a reader of the names during a rename waits for it, so a name
+    // that failed it can be read again and found moved (Stack::by_name).
+    template <class Move>
+    bool move_alias(const Node* old_parent, const std::string& old_name, Alias to, Move&& move) {
+        std::lock_guard lock(mutex_);
+        if (!move()) return false;
+        rename_alias_locked(old_parent, old_name, std::move(to));
+        return true;
+    }
+    // The same for an exchange: A's name (A_PARENT, A_NAME) and B's (B_PARENT, B_NAME) swap.
+    template <class Move>
+    static bool exchange_aliases(Node& a, const NodePtr& a_parent, const std::string& a_name,
+                                 Node& b, const NodePtr& b_parent, const std::string& b_name,
+                                 Move&& move) {
+        if (&a == &b) return move();  // two names of one object: its names stay
+        std::scoped_lock both(a.mutex_, b.mutex_);
+        if (!move()) return false;
+        a.rename_alias_locked(a_parent.get(), a_name, Alias{b_parent, b_name});
+        b.rename_alias_locked(b_parent.get(), b_name, Alias{a_parent, a_name});
+        return true;
+    }
 
     // Held across a copy-up of this node (and later a rename), so that two requests never
     // build the same object twice and a reader never sees it half moved.
@@ -223,6 +248,7 @@ class Node {
         std::vector<Alias> more_aliases;   // after alias_, in the order they are used
         std::weak_ptr<const sys::UniqueFd> open_fd;
     };
+    void rename_alias_locked(const Node* old_parent, const std::string& old_name, Alias to);
     // Under mutex_ (or in the constructor).
     Extra& extra() {
         if (!extra_) extra_ = std::make_unique<Extra>();

@@ -54,12 +54,15 @@ struct WriteSetup {
 struct Location {
     SharedFd dir;
     std::string name;
+    NodePtr parent;  // the directory node NAME was read from; null when DIR is the object
 };
 
 class Stack {
   public:
     // A node keeps its layer's index in 16 bits (the upper is one more layer).
     static constexpr std::size_t kMaxLowerLayers = 65535;
+    // Times by_name follows an object that keeps moving before it gives up (ENOENT).
+    static constexpr int kMoveRetries = 8;
 
     // Opens and checks every directory of SPEC. Fails with a message naming the directory
     // and the problem; nothing is created or changed.
@@ -111,6 +114,23 @@ class Stack {
 
     // Opens NODE's object with FLAGS (O_NOFOLLOW is always added).
     Result<sys::UniqueFd> open_node(const Node& node, int flags);
+
+    // USE(location) on where NODE's object is. A rename may move the object between
+    // locate() and USE: when USE fails with ENOENT and the node's name has changed since
+    // (reading it waits for a rename in flight: Node::move_alias), it runs again.
+    template <class Use>
+    auto by_name(const Node& node, Use&& use) -> decltype(use(std::declval<const Location&>())) {
+        for (int attempt = 0;; ++attempt) {
+            auto where = locate(node);
+            if (!where) return where.error();
+            auto done = use(*where);
+            if (done || done.error().value != ENOENT || !where->parent || attempt == kMoveRetries) {
+                return done;
+            }
+            std::optional<Alias> now = node.known_alias();
+            if (!now || (now->parent == where->parent && now->name == where->name)) return done;
+        }
+    }
 
     // The names in directory NODE of the lower LAYER (open as DIRFD), if they are indexed or
     // worth indexing now; null when the caller must ask the layer itself.
