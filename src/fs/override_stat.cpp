@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -149,9 +150,12 @@ std::vector<std::string> detect_override_layers(const core::Stack& stack, const 
             names[layer.index()] = name;
             continue;
         }
+        // One listing, not a get per candidate: a mount of hundreds of layers asks them all.
+        auto present = sys::list_xattr(root, "");
+        if (!present) continue;
         for (const char* candidate :
              {kPrivilegedOverrideXattr, kContainersOverrideXattr, kLegacyOverrideXattr}) {
-            if (sys::get_xattr(root, "", candidate)) {
+            if (std::find(present->begin(), present->end(), candidate) != present->end()) {
                 names[layer.index()] = candidate;
                 break;
             }

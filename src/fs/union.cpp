@@ -12,11 +12,10 @@ core::InodeTable make_table(core::Stack& stack) {
     for (const core::Layer& layer : stack.layers()) {
         root.dir_layers.push_back(layer.index());
         // Only the OCI marker makes a layer's root opaque: an image layer may start afresh.
-        const DirMarks marks = read_dir_marks(layer.root_fd(), "", !layer.is_upper());
+        // (An opaque xattr ends read_dir_marks early: ask for the marker file separately.)
+        const DirMarks marks = read_dir_marks(layer.root_fd(), "", false);
         if (marks.has_xattr_whiteouts) root.xattr_whiteout_layers.push_back(layer.index());
-        if (sys::stat_at(layer.root_fd(), std::string(kOpaqueMarker)) && !layer.is_upper()) {
-            break;
-        }
+        if (!layer.is_upper() && sys::stat_at(layer.root_fd(), std::string(kOpaqueMarker))) break;
     }
     const core::Layer& top = stack.layers().front();
     // The root was stat'ed when the stack was opened; it cannot fail on an open fd.

@@ -67,10 +67,13 @@ DirMarks read_dir_marks(int dirfd, const std::string& name, bool read_marker_fil
     }
     if (read_marker_file) {
         // The marker is looked up through a handle on the directory itself, so a layer
-        // cannot point the check elsewhere with a symlink.
-        Result<sys::UniqueFd> dir = name.empty() ? sys::reopen(dirfd, O_PATH | O_DIRECTORY)
-                                                 : sys::open_dir_path(dirfd, name);
-        if (dir && sys::stat_at(dir->get(), std::string(kOpaqueMarker))) marks.opaque = true;
+        // cannot point the check elsewhere with a symlink. DIRFD is one already when NAME is
+        // empty.
+        if (name.empty()) {
+            marks.opaque = static_cast<bool>(sys::stat_at(dirfd, std::string(kOpaqueMarker)));
+        } else if (auto dir = sys::open_dir_path(dirfd, name)) {
+            marks.opaque = static_cast<bool>(sys::stat_at(dir->get(), std::string(kOpaqueMarker)));
+        }
     }
     return marks;
 }

@@ -3,16 +3,20 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "layerfs/core/stack.hpp"
 #include "layerfs/core/volatile_marker.hpp"
 #include "layerfs/fs/override_stat.hpp"
+#include "temp_root.hpp"
 
 namespace layerfs {
 namespace {
@@ -117,6 +121,28 @@ TEST_F(VolatileMarker, OtherFeaturesMarkOnlyWhenNotEmpty) {
     ASSERT_FALSE(refused.ok());
     EXPECT_NE(refused.error().text.find("incompatible feature 'future'"), std::string::npos)
         << refused.error().text;
+}
+
+// Without xattr_permissions=, each layer's records are read under the name its root carries
+// (fuse-overlayfs and containers/storage mark the root of a layer they wrote so).
+TEST(OverrideLayers, EachLayerIsReadUnderTheNameItsRootCarries) {
+    unittest::TempRoot root{"override-layers"};
+    root.make_dirs({"legacy", "both", "plain", "mnt"});
+    ASSERT_EQ(::setxattr((root / "legacy").c_str(), fs::kLegacyOverrideXattr, "0:0:755", 7, 0), 0);
+    // Two names: the containers/storage one is preferred.
+    ASSERT_EQ(::setxattr((root / "both").c_str(), fs::kLegacyOverrideXattr, "0:0:755", 7, 0), 0);
+    ASSERT_EQ(::setxattr((root / "both").c_str(), fs::kContainersOverrideXattr, "0:0:755", 7, 0),
+              0);
+    auto stack = core::Stack::open(
+        core::StackSpec{{root / "legacy", root / "both", root / "plain"}, {}, {}, root / "mnt"},
+        64);
+    ASSERT_TRUE(stack) << stack.error().text;
+    const std::vector<std::string> names = fs::detect_override_layers(**stack, "");
+    EXPECT_EQ(names, (std::vector<std::string>{fs::kLegacyOverrideXattr,
+                                               fs::kContainersOverrideXattr, ""}));
+    // A name given by the option applies to every layer.
+    EXPECT_EQ(fs::detect_override_layers(**stack, "user.x"),
+              (std::vector<std::string>{"user.x", "user.x", "user.x"}));
 }
 
 }  // namespace
