@@ -171,6 +171,7 @@ class RequestLoop {
 
     std::mutex mutex_;
     std::condition_variable followers_;  // the reading is free, or the loop stops
+    std::condition_variable worker_finished_;
     bool reading_taken_ = false;
     unsigned idle_ = 0;  // followers waiting to read
     bool stopping_ = false;
@@ -189,6 +190,7 @@ void RequestLoop::start_thread() {
         work();
         std::lock_guard lock(mutex_);
         worker.finished = true;
+        worker_finished_.notify_all();
     });
 }
 
@@ -278,9 +280,8 @@ int RequestLoop::run() {
             }
         }
         if (!running) break;
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        lock.lock();
+        // Woken as soon as a worker is done; the timeout sends the signal again.
+        worker_finished_.wait_for(lock, std::chrono::milliseconds(20));
     }
     lock.unlock();
     for (Worker& worker : workers_) worker.thread.join();
