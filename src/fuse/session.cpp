@@ -13,6 +13,7 @@
 #include "layerfs/fuse/ops.hpp"
 #include "layerfs/fuse/request_loop.hpp"
 #include "layerfs/log/log.hpp"
+#include "layerfs/sys/fd_table.hpp"
 #include "layerfs/sys/xattr.hpp"
 
 namespace layerfs::fuse_ops {
@@ -104,6 +105,9 @@ struct ArgsReleaser {
 };
 // Threads that may work on requests at once (libfuse's loop defaults to 10).
 constexpr unsigned kMaxThreads = 16;
+// Descriptors the fd table is sized for at the start: the directory fd cache (at most 4096),
+// the layers' roots and the open files of a busy mount.
+constexpr std::size_t kReservedFds = 8192;
 
 }  // namespace
 
@@ -178,6 +182,8 @@ int serve(fs::Union& fs, const cli::MountConfig& config,
             "no CAP_SYS_ADMIN in the initial user namespace: trusted.overlay.* marks in the "
             "layers cannot be read; user.overlay.* and the OCI marker files still work");
     }
+    // Before the threads start: growing the table later waits for RCU (sys/fd_table.hpp).
+    sys::reserve_fd_table(kReservedFds);
     const int result = serve_requests(session.get(), kMaxThreads, [&fs](std::uint64_t nodeid) {
         return fs.nodes().get(nodeid)->in_upper();
     });
