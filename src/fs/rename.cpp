@@ -225,10 +225,10 @@ Result<void> rename(Union& fs, const core::NodePtr& old_parent, const std::strin
     // during it can tell a moved object from a removed one (Stack::by_name).
     int move_error = 0;
     auto move = [&](unsigned flags) {
-        if (::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), flags) == 0)
-            return true;
-        move_error = errno;
-        return false;
+        const bool moved =
+            ::renameat2(old_fd, old_name.c_str(), new_fd, new_name.c_str(), flags) == 0;
+        if (!moved) move_error = errno;
+        return moved;
     };
     if (exchange) {
         if (!core::Node::exchange_aliases(*node, old_parent, old_name, *target_node, new_parent,
