@@ -69,11 +69,15 @@ DirMarks read_dir_marks(int dirfd, const std::string& name, bool read_marker_fil
         // The marker is looked up through a handle on the directory itself, so a layer
         // cannot point the check elsewhere with a symlink. DIRFD is one already when NAME is
         // empty.
-        if (name.empty()) {
-            marks.opaque = static_cast<bool>(sys::stat_at(dirfd, std::string(kOpaqueMarker)));
-        } else if (auto dir = sys::open_dir_path(dirfd, name)) {
-            marks.opaque = static_cast<bool>(sys::stat_at(dir->get(), std::string(kOpaqueMarker)));
+        sys::UniqueFd opened;
+        int dir = dirfd;
+        if (!name.empty()) {
+            auto named = sys::open_dir_path(dirfd, name);
+            if (!named) return marks;
+            opened = std::move(*named);
+            dir = opened.get();
         }
+        marks.opaque = static_cast<bool>(sys::stat_at(dir, std::string(kOpaqueMarker)));
     }
     return marks;
 }

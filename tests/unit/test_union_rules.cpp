@@ -390,7 +390,8 @@ TEST(InodeTableTest, ANameUnderAForgottenDirectoryGoesWhenTheNameIsReachedAgain)
               linked);
     // a goes, then d/b is renamed to c: the node's first name must be c, not d/b.
     linked->remove_alias(table.root().get(), "a");
-    linked->rename_alias(new_dir.get(), "b", core::Alias{table.root(), "c"});
+    ASSERT_TRUE(linked->move_alias(new_dir.get(), "b", core::Alias{table.root(), "c"},
+                                   [] { return true; }));
     linked->remove_alias(table.root().get(), "c");
     EXPECT_FALSE(linked->known_alias())
         << "a name under the forgotten directory is still known: " << linked->known_alias()->name;

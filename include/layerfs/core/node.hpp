@@ -56,7 +56,8 @@ struct Placement {
 struct RealId {
     RealId() = default;
     // Linux encodes st_dev in 32 bits (a 12-bit major, a 20-bit minor): keeping 32 lets a
-    // node hold the device in 4 bytes. The fold keeps distinct any value wider than that.
+    // node hold the device in 4 bytes. A wider value (not made by Linux) is folded into 32
+    // bits, and could then meet another device's.
     RealId(dev_t device, ino_t inode)
         : dev(static_cast<std::uint32_t>(device ^ (static_cast<std::uint64_t>(device) >> 32))),
           ino(inode) {}
@@ -202,13 +203,9 @@ class Node {
     // The name (PARENT, NAME) was removed. A directory keeps its last name: it goes only
     // with the directory, which is then unlinked.
     void remove_alias(const Node* parent, const std::string& name);
-    // The name (OLD_PARENT, OLD_NAME) was renamed to TO; it becomes the name used first.
-    void rename_alias(const Node* old_parent, const std::string& old_name, Alias to) {
-        std::lock_guard lock(mutex_);
-        rename_alias_locked(old_parent, old_name, std::move(to));
-    }
     // Runs MOVE (the rename on disk; false when it failed) with the node's names locked,
-    // then takes the name TO: a reader of the names during a rename waits for it, so a name
+    // then takes the name TO in place of (OLD_PARENT, OLD_NAME), as the name used first;
+    // the other names stay. A reader of the names during a rename waits for it, so a name
     // that failed it can be read again and found moved (Stack::by_name).
     template <class Move>
     bool move_alias(const Node* old_parent, const std::string& old_name, Alias to, Move&& move) {
