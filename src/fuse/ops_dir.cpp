@@ -1,7 +1,9 @@
-// Adapters for directory handles. A handle owns the snapshot its listing reads.
+// Adapters for directory listings. Directories need no handle: a listing's snapshot is kept
+// by the session (fs::ListingCache) between the chunks the kernel reads.
 #include <memory>
 #include <vector>
 
+#include "layerfs/fs/listing_cache.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/readdir.hpp"
 #include "layerfs/fuse/ops.hpp"
@@ -10,10 +12,6 @@
 namespace layerfs::fuse_ops {
 namespace {
 
-fs::DirSnapshot& snapshot_of(struct fuse_file_info* fi) {
-    return *reinterpret_cast<fs::DirSnapshot*>(fi->fh);
-}
-
 bool is_dot_or_dotdot(const std::string& name) {
     return name == "." || name == "..";
 }
@@ -21,22 +19,20 @@ bool is_dot_or_dotdot(const std::string& name) {
 // Fills one reply buffer from the snapshot, starting after offset OFF. In plus mode every
 // entry but "." and ".." is a lookup the kernel counts; ones that did not fit, or a reply
 // that failed, are undone.
-void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info* fi, bool plus) {
+void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
     SessionState& state = state_of(req);
-    fs::DirSnapshot& snapshot = snapshot_of(fi);
+    auto kept = state.listings.snapshot_for(state.fs, node_of(req, ino), off);
+    if (!kept) {
+        fuse_reply_err(req, kept.error().value);
+        return;
+    }
+    const fs::DirSnapshot& snapshot = **kept;
+    const size_t first = fs::first_entry_after(snapshot, off);
+    if (first == snapshot.entries.size()) state.listings.listing_ended(*kept);
     std::vector<char> buf(size);
     size_t used = 0;
     std::vector<fuse_ino_t> counted;
-    // A listing from the start sees the directory as it is now; one that continues (or
-    // seeks) keeps to the snapshot it began with.
-    if (off == 0 || snapshot.entries.empty()) {
-        if (auto taken = fs::take_dir_snapshot(state.fs, snapshot); !taken) {
-            fuse_reply_err(req, taken.error().value);
-            return;
-        }
-    }
-    for (size_t index = fs::first_entry_after(snapshot, off); index < snapshot.entries.size();
-         ++index) {
+    for (size_t index = first; index < snapshot.entries.size(); ++index) {
         const fs::MergedEntry& entry = snapshot.entries[index].entry;
         const off_t next = snapshot.entries[index].position;
         char* at = buf.data() + used;
@@ -78,30 +74,36 @@ void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     guarded(req, [&] {
-        const core::NodePtr dir = node_of(req, ino);
-        if (!dir->is_dir()) {
+        SessionState& state = state_of(req);
+        // Told that opening needs no round trip, the kernel opens every directory itself
+        // from then on, and keeps their listings (FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE).
+        if (state.opendir_unneeded.load(std::memory_order_relaxed)) {
+            fuse_reply_err(req, ENOSYS);
+            return;
+        }
+        if (!node_of(req, ino)->is_dir()) {
             fuse_reply_err(req, ENOTDIR);
             return;
         }
-        auto handle = std::make_unique<fs::DirSnapshot>(fs::DirSnapshot{dir, {}});
-        fi->fh = reinterpret_cast<uint64_t>(handle.get());
         // The kernel may keep a listing: it drops it when a change through the mount touches
         // the directory (its version or mtime moves), and names change only through the
         // mount. Snapshots are taken when a listing starts (under the kernel's directory
         // lock, like the version it records) and place names by hash, so a cache filled
-        // from several handles' snapshots neither misses a change nor repeats a name.
+        // from several snapshots neither misses a change nor repeats a name.
+        fi->fh = 0;
         fi->cache_readdir = 1;
         fi->keep_cache = 1;
-        if (fuse_reply_open(req, fi) == 0) handle.release();
+        fuse_reply_open(req, fi);
     });
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
-    guarded(req, [&] { reply_listing(req, size, off, fi, false); });
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info*) {
+    guarded(req, [&] { reply_listing(req, ino, size, off, false); });
 }
 
-void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
-    guarded(req, [&] { reply_listing(req, size, off, fi, true); });
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info*) {
+    guarded(req, [&] { reply_listing(req, ino, size, off, true); });
 }
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info*) {
@@ -111,8 +113,7 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
     });
 }
 
-void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-    std::unique_ptr<fs::DirSnapshot> released(&snapshot_of(fi));
+void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) {
     fuse_reply_err(req, 0);
 }
 

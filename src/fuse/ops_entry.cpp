@@ -173,10 +173,8 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data* forg
 void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     guarded(req, [&] {
         SessionState& state = state_of(req);
-        // fstat comes with the handle; directory handles are snapshots, not files.
-        fs::OpenFile* file = (fi && fi->fh && !node_of(req, ino)->is_dir())
-                                 ? reinterpret_cast<fs::OpenFile*>(fi->fh)
-                                 : nullptr;
+        // fstat comes with the handle; directories have none of ours (fh 0).
+        fs::OpenFile* file = (fi && fi->fh) ? reinterpret_cast<fs::OpenFile*>(fi->fh) : nullptr;
         auto attr =
             file ? fs::getattr_open(state.fs, *file) : fs::getattr(state.fs, *node_of(req, ino));
         if (!attr) {

@@ -112,7 +112,7 @@ constexpr std::size_t kReservedFds = 8192;
 }  // namespace
 
 void op_init(void* userdata, struct fuse_conn_info* conn) {
-    const auto& state = *static_cast<const SessionState*>(userdata);
+    auto& state = *static_cast<SessionState*>(userdata);
     auto want = [conn](unsigned capability) {
         if (conn->capable & capability) conn->want |= capability;
     };
@@ -127,6 +127,10 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
     // it (DESIGN.md §6).
     if (state.posix_acl) want(FUSE_CAP_POSIX_ACL);
     want(FUSE_CAP_DONT_MASK);
+    // Directories need no handle of ours (fs::ListingCache): without OPENDIR and RELEASEDIR
+    // a walk makes a third of the round trips it made with them.
+    state.opendir_unneeded.store((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0,
+                                 std::memory_order_relaxed);
     // Locks stay kernel-local; killpriv needs a write side that clears the bits itself.
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
                                          FUSE_CAP_HANDLE_KILLPRIV);

@@ -1,7 +1,8 @@
 // Readdir of a merged directory (DESIGN.md §1): the union of its contributing layers'
-// entries, topmost wins, whiteouts hide, each name once. A handle lists a snapshot taken
-// when a listing starts at its beginning; every entry sits at a position fixed by its name,
-// so that listings taken at different times agree on where a name is (see DirSnapshot).
+// entries, topmost wins, whiteouts hide, each name once. A listing reads a snapshot taken
+// when it starts at its beginning (kept by ListingCache); every entry sits at a position
+// fixed by its name, so that listings taken at different times agree on where a name is
+// (see DirSnapshot).
 #pragma once
 
 #include <sys/types.h>
@@ -27,7 +28,7 @@ struct PositionedEntry {
 };
 
 // The kernel may cache a directory's listing, and fills that cache from the chunks that
-// different handles read, each from its own snapshot. Positions that depend only on the
+// different listings read, each from its own snapshot. Positions that depend only on the
 // name (a hash; "." and ".." first, as a local filesystem lists them) make chunks of two
 // snapshots join without listing a name twice, as offsets that are indexes would not.
 struct DirSnapshot {

@@ -4,7 +4,10 @@
 
 #include <fuse_lowlevel.h>
 
+#include <atomic>
+
 #include "layerfs/fs/caller.hpp"
+#include "layerfs/fs/listing_cache.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/union.hpp"
 
@@ -15,6 +18,9 @@ struct SessionState {
     fs::Union& fs;
     double timeout;  // entry, attribute and negative-entry cache, seconds
     bool posix_acl;  // ask the kernel to enforce POSIX ACLs (off with noacl)
+    fs::ListingCache listings{};
+    // Set in init when the kernel can open directories without OPENDIR.
+    std::atomic<bool> opendir_unneeded{false};
 };
 
 SessionState& state_of(fuse_req_t req);
