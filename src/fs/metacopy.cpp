@@ -85,7 +85,8 @@ Result<void> copy_upper_xattrs(int from, int to) {
 // metadata-only file open at META (stat META_ST) and the data file open at DATA.
 Result<void> build_full_copy(Union& fs, int meta, const struct stat& meta_st, int data, int out) {
     if (data >= 0 && meta_st.st_size > 0) {
-        auto copied = copy_file_data(data, out, meta_st.st_size);
+        auto copied =
+            copy_file_data(data, out, meta_st.st_size, ThenSync{fs.options().sync_copy_up});
         if (!copied) return copied.error();
     }
     if (fs.options().sync_copy_up && ::fsync(out) != 0) return last_errno();

@@ -112,14 +112,15 @@ off_t allocated_bytes(const stdfs::path& path) {
 }
 
 // Opens SRC and a new DST the way copy-up does, and copies all of SRC.
-Result<CopyMethod> copy_path(const stdfs::path& src, const stdfs::path& dst) {
+Result<CopyMethod> copy_path(const stdfs::path& src, const stdfs::path& dst,
+                             ThenSync then_sync = ThenSync::no) {
     UniqueFd src_fd(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
     if (!src_fd) return last_errno();
     UniqueFd dst_fd(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!dst_fd) return last_errno();
     struct stat st {};
     if (::fstat(src_fd.get(), &st) != 0) return last_errno();
-    return copy_file_data(src_fd.get(), dst_fd.get(), st.st_size);
+    return copy_file_data(src_fd.get(), dst_fd.get(), st.st_size, then_sync);
 }
 
 class CopyDataTest : public ::testing::Test {
@@ -178,6 +179,21 @@ TEST_F(CopyDataTest, SparseFileKeepsItsHoles) {
     EXPECT_EQ(stat_of(dir_ / "dst").st_size, 64 * kMiB + 4 * kKiB);
     EXPECT_TRUE(read_all(dir_ / "dst") == read_all(dir_ / "src"));
     EXPECT_LT(allocated_bytes(dir_ / "dst"), kMiB);
+}
+
+// A copy that is synced afterwards goes in chunks, each written out as the next is copied:
+// the chunks, their odd ends and the holes between them give the same file.
+TEST_F(CopyDataTest, ACopyToBeSyncedIsTheSameFile) {
+    write_at(dir_ / "src", 0, pattern_bytes(6 * kMiB + 5, 20));
+    write_at(dir_ / "src", 20 * kMiB, pattern_bytes(9 * kMiB + 7, 21));
+    resize(dir_ / "src", 40 * kMiB);
+    ASSERT_LT(allocated_bytes(dir_ / "src"), 17 * kMiB) << "/tmp does not keep holes";
+
+    Result<CopyMethod> copied = copy_path(dir_ / "src", dir_ / "dst", ThenSync::yes);
+    ASSERT_TRUE(copied) << std::strerror(copied.error().value);
+    EXPECT_EQ(stat_of(dir_ / "dst").st_size, 40 * kMiB);
+    EXPECT_TRUE(read_all(dir_ / "dst") == read_all(dir_ / "src"));
+    EXPECT_LT(allocated_bytes(dir_ / "dst"), 17 * kMiB);
 }
 
 TEST_F(CopyDataTest, TrailingHoleKeepsSizeWithoutAllocating) {
@@ -290,6 +306,16 @@ TEST_F(CopyDataTest, AcrossFilesystemsIsByteIdentical) {
     Result<CopyMethod> copied = copy_path(dir_ / "src", tmpfs_dir() / "dst");
     ASSERT_TRUE(copied) << std::strerror(copied.error().value);
     EXPECT_TRUE(*copied == CopyMethod::copy_file_range || *copied == CopyMethod::read_write);
+    EXPECT_TRUE(read_all(tmpfs_dir() / "dst") == content);
+}
+
+TEST_F(CopyDataTest, ACopyToBeSyncedAcrossFilesystemsIsByteIdentical) {
+    if (std::string why = mount_tmpfs("16m"); !why.empty()) GTEST_SKIP() << why;
+    const std::string content = pattern_bytes(10 * kMiB + 3, 22);
+    write_at(dir_ / "src", 0, content);
+
+    Result<CopyMethod> copied = copy_path(dir_ / "src", tmpfs_dir() / "dst", ThenSync::yes);
+    ASSERT_TRUE(copied) << std::strerror(copied.error().value);
     EXPECT_TRUE(read_all(tmpfs_dir() / "dst") == content);
 }
 

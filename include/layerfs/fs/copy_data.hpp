@@ -11,11 +11,16 @@ namespace layerfs::fs {
 // How the data was copied, for logs and tests.
 enum class CopyMethod { reflink, copy_file_range, read_write };
 
+// Whether the caller fsyncs the copy when it is done. If so, the disk writes of each chunk
+// start as soon as it is copied, while the next is copied, so that the fsync finds little
+// left to write.
+enum class ThenSync : bool { no, yes };
+
 // Copies SIZE bytes of the regular file open at SRC (readable) into the empty regular file
 // open at DST (writable, size 0). Data regions are copied, holes (SEEK_DATA/SEEK_HOLE) are
 // skipped and the file is extended to SIZE with ftruncate, so a sparse file stays sparse.
 // Fails with the errno of the first failing call (ENOSPC, EDQUOT, EIO...); DST is then
 // partial and the caller discards it.
-Result<CopyMethod> copy_file_data(int src, int dst, off_t size);
+Result<CopyMethod> copy_file_data(int src, int dst, off_t size, ThenSync then_sync = ThenSync::no);
 
 }  // namespace layerfs::fs
