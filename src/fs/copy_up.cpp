@@ -332,4 +332,13 @@ Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options
     return link_other_names(fs, node, lower.layer, *lower_st);
 }
 
+bool change_copies_data(Union& fs, const core::Node& node, bool metadata_only) {
+    if (node.type() != S_IFREG) return false;
+    if (node.in_upper()) return node.metacopy() && !metadata_only;
+    if (!metadata_only || !fs.options().metacopy) return true;
+    // Hard links share one copy, which gets the data (wants_metadata_only).
+    auto st = fs.stack().stat_node(node);
+    return !st || st->st_nlink != 1;
+}
+
 }  // namespace layerfs::fs

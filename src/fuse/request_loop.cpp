@@ -33,8 +33,9 @@ namespace {
 
 // Answers in microseconds: served by the thread that read it. Reads and listings are;
 // so are new names (a directory's copy-up copies no data) and small writes; a change of an
-// object that may need its data copied up is only when the object is in the upper already.
-bool answers_quickly(const struct fuse_buf& buf, const InUpper& in_upper) {
+// object is unless it copies file data up (a chown of a lower file with metacopy=on copies
+// only metadata, one of a lower directory copies no data).
+bool answers_quickly(const struct fuse_buf& buf, const CopiesData& copies_data) {
     // A request spliced into a pipe (a large write) has its header still in the pipe.
     if ((buf.flags & FUSE_BUF_IS_FD) || buf.size < sizeof(fuse_in_header)) return false;
     const auto* header = static_cast<const fuse_in_header*>(buf.mem);
@@ -47,10 +48,14 @@ bool answers_quickly(const struct fuse_buf& buf, const InUpper& in_upper) {
         case FUSE_RMDIR:
         case FUSE_WRITE:
             return true;
-        case FUSE_SETATTR:
+        case FUSE_SETATTR: {
+            if (buf.size < sizeof(fuse_in_header) + sizeof(fuse_setattr_in)) return false;
+            const auto* setattr = reinterpret_cast<const fuse_setattr_in*>(header + 1);
+            return !copies_data(header->nodeid, !(setattr->valid & FATTR_SIZE));
+        }
         case FUSE_SETXATTR:
         case FUSE_REMOVEXATTR:
-            return in_upper(header->nodeid);
+            return !copies_data(header->nodeid, true);
         case FUSE_LOOKUP:
         case FUSE_FORGET:
         case FUSE_BATCH_FORGET:
@@ -75,7 +80,7 @@ bool answers_quickly(const struct fuse_buf& buf, const InUpper& in_upper) {
             if (buf.size < sizeof(fuse_in_header) + sizeof(fuse_open_in)) return false;
             const auto* open = reinterpret_cast<const fuse_open_in*>(header + 1);
             return ((open->flags & O_ACCMODE) == O_RDONLY && !(open->flags & O_TRUNC)) ||
-                   in_upper(header->nodeid);
+                   !copies_data(header->nodeid, false);
         }
         default:
             return false;
@@ -147,10 +152,10 @@ void wake_reader(int) {}
 
 class RequestLoop {
   public:
-    RequestLoop(fuse_session* session, unsigned max_threads, InUpper in_upper)
+    RequestLoop(fuse_session* session, unsigned max_threads, CopiesData copies_data)
         : session_(session),
           max_threads_(max_threads < 2 ? 2 : max_threads),
-          in_upper_(std::move(in_upper)) {
+          copies_data_(std::move(copies_data)) {
         ::sem_init(&stopped_, 0, 0);
     }
     RequestLoop(const RequestLoop&) = delete;
@@ -166,7 +171,7 @@ class RequestLoop {
 
     fuse_session* const session_;
     const unsigned max_threads_;
-    const InUpper in_upper_;
+    const CopiesData copies_data_;
     sem_t stopped_;  // posted when a worker finds the session ended; sem_wait sees signals
 
     std::mutex mutex_;
@@ -228,7 +233,7 @@ void RequestLoop::work() {
                 stop();
                 return;
             }
-            if (!answers_quickly(request.buf, in_upper_)) {
+            if (!answers_quickly(request.buf, copies_data_)) {
                 lock.lock();
                 reading_taken_ = false;
                 if (idle_ > 0) {
@@ -291,8 +296,8 @@ int RequestLoop::run() {
 
 }  // namespace
 
-int serve_requests(fuse_session* session, unsigned max_threads, InUpper in_upper) {
-    RequestLoop loop(session, max_threads, std::move(in_upper));
+int serve_requests(fuse_session* session, unsigned max_threads, CopiesData copies_data) {
+    RequestLoop loop(session, max_threads, std::move(copies_data));
     return loop.run();
 }
 

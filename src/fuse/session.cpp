@@ -10,6 +10,7 @@
 #include <system_error>
 #include <vector>
 
+#include "layerfs/fs/copy_up.hpp"
 #include "layerfs/fuse/ops.hpp"
 #include "layerfs/fuse/request_loop.hpp"
 #include "layerfs/log/log.hpp"
@@ -188,9 +189,10 @@ int serve(fs::Union& fs, const cli::MountConfig& config,
     }
     // Before the threads start: growing the table later waits for RCU (sys/fd_table.hpp).
     sys::reserve_fd_table(kReservedFds);
-    const int result = serve_requests(session.get(), kMaxThreads, [&fs](std::uint64_t nodeid) {
-        return fs.nodes().get(nodeid)->in_upper();
-    });
+    const int result =
+        serve_requests(session.get(), kMaxThreads, [&fs](std::uint64_t nodeid, bool metadata_only) {
+            return fs::change_copies_data(fs, *fs.nodes().get(nodeid), metadata_only);
+        });
     fuse_remove_signal_handlers(session.get());
     fuse_session_unmount(session.get());
     spdlog::info("unmounted {}", config.mountpoint);

@@ -128,6 +128,30 @@ TEST_F(MetacopyTest, MetadataChangeCopiesNoData) {
     EXPECT_TRUE(work_is_empty());
 }
 
+// The request loop serves a change on the thread that read it unless it copies file data:
+// change_copies_data must say so exactly when the copy-up that follows does.
+TEST_F(MetacopyTest, TellsWhichChangesCopyData) {
+    {
+        auto without = mount(false);
+        EXPECT_TRUE(fs::change_copies_data(*without, *walk(*without, "dir/file"), true))
+            << "metacopy=off";
+    }
+    auto fs = mount();
+    const core::NodePtr file = walk(*fs, "dir/file");
+    EXPECT_FALSE(fs::change_copies_data(*fs, *file, true));
+    EXPECT_TRUE(fs::change_copies_data(*fs, *file, false));
+    EXPECT_FALSE(fs::change_copies_data(*fs, *walk(*fs, "dir"), false)) << "a directory";
+    EXPECT_TRUE(fs::change_copies_data(*fs, *walk(*fs, "linked"), true)) << "two names";
+
+    ASSERT_TRUE(chmod(*fs, file, 0600));
+    ASSERT_TRUE(file->metacopy());
+    EXPECT_FALSE(fs::change_copies_data(*fs, *file, true));
+    EXPECT_TRUE(fs::change_copies_data(*fs, *file, false)) << "the data is still below";
+    ASSERT_TRUE(fs::open_file(*fs, file, O_WRONLY));
+    ASSERT_FALSE(file->metacopy());
+    EXPECT_FALSE(fs::change_copies_data(*fs, *file, false));
+}
+
 // A removal asks the layers less than a lookup (no data source): a metadata-only copy still
 // leaves a whiteout over the lower file, whose data stays.
 TEST_F(MetacopyTest, RemovingAMetadataOnlyCopyLeavesAWhiteout) {

@@ -29,4 +29,10 @@ struct CopyUpOptions {
 // concurrent callers wait and find the work done.
 Result<void> copy_up(Union& fs, const core::NodePtr& node, CopyUpOptions options = {});
 
+// Whether a change of NODE copies file data, which may take long: a copy-up with data, or
+// the completion of a metacopy. METADATA_ONLY: the change touches metadata only (owner,
+// mode, times, xattrs), which metacopy=on copies up without the data of a file with one
+// name. Objects other than regular files never have data to copy.
+bool change_copies_data(Union& fs, const core::Node& node, bool metadata_only);
+
 }  // namespace layerfs::fs
