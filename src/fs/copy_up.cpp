@@ -39,6 +39,8 @@ struct Copy {
     const WorkTemp& temp;
     sys::UniqueFd file;
     Built built = Built::whole;
+    struct stat made {};   // the copy as build_object made it: its number, owner and mode
+    bool acl_set = false;  // an access ACL was copied, which may have changed the mode
 };
 
 Result<sys::UniqueFd> open_source_data(Union& fs, const Source& src) {
@@ -58,6 +60,14 @@ bool wants_metadata_only(const Union& fs, const Source& src, const CopyUpOptions
            S_ISREG(src.st.st_mode) && src.st.st_nlink == 1;
 }
 
+// The permission bits a copy is made with: the source's, so that copy_mode mostly has
+// nothing left to do, plus OWNER_NEEDS (an unprivileged daemon sets user.* xattrs only on
+// what it may write, and fills a directory only if it may enter it). The work directory
+// lets no one else in meanwhile.
+mode_t initial_mode(const Source& src, mode_t owner_needs) {
+    return (src.st.st_mode & 0777) | owner_needs;
+}
+
 // The object itself, empty: a file gets its data (or, metadata only, its size and mark),
 // the others are complete.
 Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUpOptions& options) {
@@ -65,7 +75,8 @@ Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUp
     const char* name = copy.temp.name().c_str();
     switch (src.st.st_mode & S_IFMT) {
         case S_IFREG: {
-            auto out = sys::open_at(work, copy.temp.name(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+            auto out = sys::open_at(work, copy.temp.name(), O_CREAT | O_EXCL | O_WRONLY,
+                                    initial_mode(src, 0600));
             if (!out) return out.error();
             copy.file = std::move(*out);
             const int fd = copy.file.get();
@@ -94,7 +105,7 @@ Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUp
             return {};
         }
         case S_IFDIR:
-            if (::mkdirat(work, name, 0700) != 0) return last_errno();
+            if (::mkdirat(work, name, initial_mode(src, 0700)) != 0) return last_errno();
             return {};
         case S_IFLNK: {
             auto target = sys::read_link_at(src.dir->get(), src.name);
@@ -104,7 +115,8 @@ Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUp
         }
         default:
             // Fifos, sockets and devices are made anew, never opened.
-            if (::mknodat(work, name, (src.st.st_mode & S_IFMT) | 0600, src.st.st_rdev) != 0) {
+            if (::mknodat(work, name, (src.st.st_mode & S_IFMT) | initial_mode(src, 0600),
+                          src.st.st_rdev) != 0) {
                 return last_errno();
             }
             return {};
@@ -112,7 +124,9 @@ Result<void> build_object(Union& fs, const Source& src, Copy& copy, const CopyUp
 }
 
 // Owner before xattrs and mode: chown clears setuid/setgid and security.capability.
-Result<void> copy_owner(const Source& src, const Copy& copy) {
+Result<void> copy_owner(const Source& src, Copy& copy) {
+    // Made by the source's owner (a daemon run by it, or root copying root's files).
+    if (copy.made.st_uid == src.st.st_uid && copy.made.st_gid == src.st.st_gid) return {};
     const int rc = copy.file ? ::fchown(copy.file.get(), src.st.st_uid, src.st.st_gid)
                              : ::fchownat(copy.temp.work_fd(), copy.temp.name().c_str(),
                                           src.st.st_uid, src.st.st_gid, AT_SYMLINK_NOFOLLOW);
@@ -124,7 +138,7 @@ Result<void> copy_owner(const Source& src, const Copy& copy) {
     return {};
 }
 
-Result<void> copy_xattrs(const Source& src, const Copy& copy) {
+Result<void> copy_xattrs(const Source& src, Copy& copy) {
     auto names = sys::list_xattr(src.dir->get(), src.name);
     if (!names) {
         if (names.error().value == ENOTSUP) return {};
@@ -154,20 +168,22 @@ Result<void> copy_xattrs(const Source& src, const Copy& copy) {
             }
             return set.error();
         }
+        if (xattr == "system.posix_acl_access") copy.acl_set = true;
     }
     return {};
 }
 
-Result<void> copy_mode(const Source& src, const Copy& copy) {
+Result<void> copy_mode(const Source& src, Copy& copy) {
     if (S_ISLNK(src.st.st_mode)) return {};  // a symlink's mode means nothing
     const mode_t mode = src.st.st_mode & 07777;
+    if ((copy.made.st_mode & 07777) == mode && !copy.acl_set) return {};
     const int rc = copy.file ? ::fchmod(copy.file.get(), mode)
                              : ::fchmodat(copy.temp.work_fd(), copy.temp.name().c_str(), mode, 0);
     if (rc != 0) return last_errno();
     return {};
 }
 
-Result<void> copy_times(const Source& src, const Copy& copy) {
+Result<void> copy_times(const Source& src, Copy& copy) {
     const struct timespec times[2] = {src.st.st_atim, src.st.st_mtim};
     const int rc = copy.file ? ::futimens(copy.file.get(), times)
                              : ::utimensat(copy.temp.work_fd(), copy.temp.name().c_str(), times,
@@ -256,7 +272,11 @@ Result<struct stat> copy_up_locked(Union& fs, const core::NodePtr& node,
     Copy copy{temp, {}};
     if (auto built = build_object(fs, src, copy, options); !built) return built.error();
     if (auto fault = step_done(fs, CopyUpStep::data); !fault) return fault.error();
-    using Step = Result<void> (*)(const Source&, const Copy&);
+    auto made =
+        copy.file ? sys::stat_fd(copy.file.get()) : sys::stat_at(temp.work_fd(), temp.name());
+    if (!made) return made.error();
+    copy.made = *made;
+    using Step = Result<void> (*)(const Source&, Copy&);
     const std::pair<Step, CopyUpStep> steps[] = {{copy_owner, CopyUpStep::owner},
                                                  {copy_xattrs, CopyUpStep::xattrs},
                                                  {copy_mode, CopyUpStep::mode},
@@ -282,10 +302,7 @@ Result<struct stat> copy_up_locked(Union& fs, const core::NodePtr& node,
     if (!parent_before) return parent_before.error();
     // The node takes the copy's number before the copy shows: a concurrent lookup that
     // finds the copy must find this node, never make a second one.
-    auto built =
-        copy.file ? sys::stat_fd(copy.file.get()) : sys::stat_at(temp.work_fd(), temp.name());
-    if (!built) return built.error();
-    fs.nodes().rekey(*node, real_id(*built));
+    fs.nodes().rekey(*node, real_id(copy.made));
     if (auto moved = temp.move_into_place(upper_fd, alias.name, RENAME_NOREPLACE); !moved) {
         fs.nodes().rekey(*node, real_id(src.st));
         // Rarely, a copy is there already (made through another node of the same object);
