@@ -17,8 +17,8 @@ bool is_dot_or_dotdot(const std::string& name) {
 }
 
 // Fills one reply buffer from the snapshot, starting after offset OFF. In plus mode every
-// entry but "." and ".." is a lookup the kernel counts; ones that did not fit, or a reply
-// that failed, are undone.
+// entry but "." and ".." is a lookup the kernel counts; those of a reply that failed are
+// undone.
 void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
     SessionState& state = state_of(req);
     auto kept = state.listings.snapshot_for(state.fs, node_of(req, ino), off);
@@ -29,10 +29,11 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
     const fs::DirSnapshot& snapshot = **kept;
     const size_t first = fs::first_entry_after(snapshot, off);
     if (first == snapshot.entries.size()) state.listings.listing_ended(*kept);
+    const size_t end = snapshot.entries.size();
     std::vector<char> buf(size);
     size_t used = 0;
     std::vector<fuse_ino_t> counted;
-    for (size_t index = first; index < snapshot.entries.size(); ++index) {
+    for (size_t index = first; index < end; ++index) {
         const fs::MergedEntry& entry = snapshot.entries[index].entry;
         const off_t next = snapshot.entries[index].position;
         char* at = buf.data() + used;
@@ -44,6 +45,9 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
             st.st_mode = entry.type;
             needed = fuse_add_direntry(req, at, room, entry.name.c_str(), &st, next);
         } else {
+            // Sized before the lookup: an entry that does not fit is not looked up.
+            needed = fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0);
+            if (needed > room) break;
             fuse_entry_param param{};
             core::NodePtr node;
             if (!is_dot_or_dotdot(entry.name)) {
@@ -58,9 +62,8 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
                 param.attr.st_ino = entry.ino;
                 param.attr.st_mode = entry.type;
             }
-            needed = fuse_add_direntry_plus(req, at, room, entry.name.c_str(), &param, next);
-            if (needed <= room && param.ino != 0) counted.push_back(param.ino);
-            if (needed > room && param.ino != 0) state.fs.nodes().forget(param.ino, 1);
+            fuse_add_direntry_plus(req, at, room, entry.name.c_str(), &param, next);
+            if (param.ino != 0) counted.push_back(param.ino);
         }
         if (needed > room) break;
         used += needed;
