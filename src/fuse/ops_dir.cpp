@@ -16,6 +16,15 @@ bool is_dot_or_dotdot(const std::string& name) {
     return name == "." || name == "..";
 }
 
+// The kernel asks for a listing's start with attributes (READDIRPLUS) before it knows
+// whether the reader will stat the entries. For a directory of more than kBigListing
+// entries, that first reply carries only kFirstPlusEntries: a reader that stats them
+// (ls -l, find) makes the kernel ask for the rest with attributes, one that does not
+// (ls -f) for the rest without. Such a reader no longer waits for a stat of every entry a
+// full reply would hold, about 200 of them, each a disk read when cold.
+constexpr size_t kBigListing = 256;
+constexpr size_t kFirstPlusEntries = 32;
+
 // Fills one reply buffer from the snapshot, starting after offset OFF. In plus mode every
 // entry but "." and ".." is a lookup the kernel counts; those of a reply that failed are
 // undone.
@@ -29,7 +38,8 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
     const fs::DirSnapshot& snapshot = **kept;
     const size_t first = fs::first_entry_after(snapshot, off);
     if (first == snapshot.entries.size()) state.listings.listing_ended(*kept);
-    const size_t end = snapshot.entries.size();
+    size_t end = snapshot.entries.size();
+    if (plus && off == 0 && end > kBigListing) end = first + kFirstPlusEntries;
     std::vector<char> buf(size);
     size_t used = 0;
     std::vector<fuse_ino_t> counted;
