@@ -100,11 +100,6 @@ void op_write_buf(fuse_req_t req, fuse_ino_t, struct fuse_bufvec* in, off_t off,
     });
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) {
-    // Data reaches the layer at each write; locks stay kernel-local.
-    fuse_reply_err(req, 0);
-}
-
 void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
     guarded(req, [&] {
         auto synced = fs::fsync(state_of(req).fs, file_of(fi), datasync != 0);

@@ -53,7 +53,9 @@ const fuse_lowlevel_ops& operation_table() {
         table.fsyncdir = op_fsyncdir;
         table.create = op_create;
         table.write_buf = op_write_buf;
-        table.flush = op_flush;
+        // No flush: data reaches the layer at each write and locks stay kernel-local, so a
+        // close has nothing to do here. libfuse answers ENOSYS, and the kernel sends no
+        // FLUSH after that: one round trip less for every close.
         table.fsync = op_fsync;
         table.fallocate = op_fallocate;
         table.lseek = op_lseek;

@@ -62,7 +62,6 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                struct fuse_file_info* fi);
 void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off,
                   struct fuse_file_info* fi);
-void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi);
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                   struct fuse_file_info* fi);
