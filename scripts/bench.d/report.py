@@ -237,6 +237,11 @@ def write(b, args, info, elapsed):
     if busy > (os.cpu_count() or 1) / 2:
         b.notes.append(f"the machine was busy (load average up to {busy:.1f} on {os.cpu_count()} CPUs): "
                            "other work shared the CPUs, expect noise")
+    if info.get("tmp_ext4_journal") is False:
+        b.notes.append(f"{info['tmp_dir']} is ext4 without a journal: there an inode is allocated "
+                       "past every inode freed in the last minute or more, so files created after "
+                       "many deletions (untar, chown/chmod copy-ups) cost more on every target, "
+                       "and those rows vary between runs (README, Benchmarks)")
     legend = ("ratios: layerfs ÷ the other. \"time\" and \"mem\": < 1 means layerfs is faster or smaller, "
               "> 1 slower or larger; \"thrpt\": > 1 means layerfs has the higher throughput, < 1 lower. "
               "[pinned]: client and daemon on CPU 0 (taskset -c 0). \"—\": the workload is not run on that target.")

@@ -10,14 +10,16 @@ import subprocess
 from common import HERE, MIB, short
 
 
-def machine_info(args, tmp):
-    def cmd(*c):
-        try:
-            return subprocess.run(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=20).stdout.strip()
-        except OSError:
-            return ""
+def cmd(*c):
+    """The output of command C, stripped; empty when it cannot run."""
+    try:
+        return subprocess.run(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=20).stdout.strip()
+    except OSError:
+        return ""
 
+
+def machine_info(args, tmp):
     cpu = ""
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -42,6 +44,7 @@ def machine_info(args, tmp):
         "memory_gib": round(mem / (1 << 30), 1),
         "kernel": platform.release(),
         "tmp_fs": cmd("findmnt", "-n", "-o", "FSTYPE", "--target", tmp),
+        "tmp_ext4_journal": ext4_journal(tmp),
         "tmp_dir": os.path.dirname(tmp),
         "load_average_at_start": os.getloadavg(),
         "layerfs": short(cmd(args.layerfs, "--version")) + f" ({args.layerfs}, {args.buildtype})",
@@ -50,6 +53,18 @@ def machine_info(args, tmp):
         "libfuse": cmd("pkg-config", "--modversion", "fuse3"),
         "python": platform.python_version(),
     }
+
+
+def ext4_journal(path):
+    """For ext4 under PATH, whether it has a journal; None for another filesystem or unknown."""
+    if cmd("findmnt", "-n", "-o", "FSTYPE", "--target", path) != "ext4":
+        return None
+    device = os.path.basename(os.path.realpath(cmd("findmnt", "-n", "-o", "SOURCE", "--target", path)))
+    try:
+        with open(f"/sys/fs/ext4/{device}/journal_task") as f:
+            return f.read().strip() != "<none>"
+    except OSError:
+        return None
 
 
 def method(bench, args):
