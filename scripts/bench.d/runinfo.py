@@ -10,7 +10,7 @@ import subprocess
 from common import HERE, MIB, short
 
 
-def cmd(*c):
+def output_of(*c):
     """The output of command C, stripped; empty when it cannot run."""
     try:
         return subprocess.run(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -28,38 +28,37 @@ def machine_info(args, tmp):
                 break
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) * 1024
-    fo_version = next((l for l in cmd("fuse-overlayfs", "--version").splitlines()
+    fo_version = next((l for l in output_of("fuse-overlayfs", "--version").splitlines()
                        if l.startswith("fuse-overlayfs")), "")
     root = os.path.dirname(os.path.dirname(HERE))
     # git refuses a repository of another user ("dubious ownership"): then the commit is unknown.
     git = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, timeout=20)
     commit = git.stdout.strip() if git.returncode == 0 else "unknown"
-    if git.returncode == 0 and cmd("git", "-C", root, "status", "--porcelain", "--untracked-files=no"):
+    if git.returncode == 0 and output_of("git", "-C", root, "status", "--porcelain", "--untracked-files=no"):
         commit += " (with uncommitted changes)"
+    tmp_fs = output_of("findmnt", "-n", "-o", "FSTYPE", "--target", tmp)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "memory_gib": round(mem / (1 << 30), 1),
         "kernel": platform.release(),
-        "tmp_fs": cmd("findmnt", "-n", "-o", "FSTYPE", "--target", tmp),
-        "tmp_ext4_journal": ext4_journal(tmp),
+        "tmp_fs": tmp_fs,
+        "tmp_ext4_journal": ext4_journal(tmp) if tmp_fs == "ext4" else None,
         "tmp_dir": os.path.dirname(tmp),
         "load_average_at_start": os.getloadavg(),
-        "layerfs": short(cmd(args.layerfs, "--version")) + f" ({args.layerfs}, {args.buildtype})",
+        "layerfs": short(output_of(args.layerfs, "--version")) + f" ({args.layerfs}, {args.buildtype})",
         "layerfs_commit": commit,
         "fuse_overlayfs": fo_version,
-        "libfuse": cmd("pkg-config", "--modversion", "fuse3"),
+        "libfuse": output_of("pkg-config", "--modversion", "fuse3"),
         "python": platform.python_version(),
     }
 
 
 def ext4_journal(path):
-    """For ext4 under PATH, whether it has a journal; None for another filesystem or unknown."""
-    if cmd("findmnt", "-n", "-o", "FSTYPE", "--target", path) != "ext4":
-        return None
-    device = os.path.basename(os.path.realpath(cmd("findmnt", "-n", "-o", "SOURCE", "--target", path)))
+    """Whether the ext4 filesystem under PATH has a journal; None when unknown."""
+    device = os.path.basename(os.path.realpath(output_of("findmnt", "-n", "-o", "SOURCE", "--target", path)))
     try:
         with open(f"/sys/fs/ext4/{device}/journal_task") as f:
             return f.read().strip() != "<none>"

@@ -1,15 +1,6 @@
 #include "layerfs/fs/listing_cache.hpp"
 
-#include <algorithm>
-
 namespace layerfs::fs {
-
-ListingCache::Slot* ListingCache::slot_of(const core::Node& dir) {
-    for (Slot& slot : slots_) {
-        if (slot.snapshot && slot.snapshot->dir.get() == &dir) return &slot;
-    }
-    return nullptr;
-}
 
 Result<ListingCache::SnapshotPtr> ListingCache::snapshot_for(Union& fs, const core::NodePtr& dir,
                                                              off_t off) {
@@ -17,42 +8,34 @@ Result<ListingCache::SnapshotPtr> ListingCache::snapshot_for(Union& fs, const co
     {
         std::lock_guard lock(mutex_);
         if (off != 0) {
-            if (Slot* slot = slot_of(*dir)) {
-                slot->used = ++clock_;
-                return slot->snapshot;
-            }
+            if (const Kept* kept = kept_.find(key_of(*dir))) return kept->snapshot;
         }
         taken = ++clock_;
     }
     // Listed outside the lock: listings of other directories go on meanwhile.
-    auto fresh = std::make_shared<DirSnapshot>(DirSnapshot{dir, {}});
-    if (auto listed = take_dir_snapshot(fs, *fresh); !listed) return listed.error();
-    SnapshotPtr snapshot = std::move(fresh);
+    auto listed = take_dir_snapshot(fs, dir);
+    if (!listed) return listed.error();
+    auto snapshot = std::make_shared<const DirSnapshot>(std::move(*listed));
 
     std::lock_guard lock(mutex_);
-    Slot* slot = slot_of(*dir);
-    if (slot == nullptr) {
-        slot = &*std::min_element(slots_.begin(), slots_.end(),
-                                  [](const Slot& a, const Slot& b) { return a.used < b.used; });
-    } else if (slot->taken > taken) {
-        // A listing that began after this one kept its snapshot: that one is newer.
+    // A listing that began after this one may have kept its snapshot: that one is newer.
+    if (const Kept* kept = kept_.find(key_of(*dir)); kept && kept->taken > taken) {
         return snapshot;
     }
-    *slot = Slot{snapshot, taken, ++clock_};
+    kept_.put(key_of(*dir), Kept{snapshot, taken});
+    if (kept_.size() > kMaxKept) kept_.pop_oldest();
     return snapshot;
 }
 
 void ListingCache::listing_ended(const SnapshotPtr& snapshot) {
     std::lock_guard lock(mutex_);
-    for (Slot& slot : slots_) {
-        if (slot.snapshot == snapshot) slot = Slot{};
-    }
+    const core::NodeLayerKey key = key_of(*snapshot->dir);
+    if (const Kept* kept = kept_.find(key); kept && kept->snapshot == snapshot) kept_.erase(key);
 }
 
 std::size_t ListingCache::kept() const {
     std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(
-        slots_.begin(), slots_.end(), [](const Slot& slot) { return slot.snapshot != nullptr; }));
+    return kept_.size();
 }
 
 }  // namespace layerfs::fs

@@ -92,8 +92,7 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
     return merged;
 }
 
-Result<void> take_dir_snapshot(Union& fs, DirSnapshot& snapshot) {
-    const core::NodePtr& dir = snapshot.dir;
+Result<DirSnapshot> take_dir_snapshot(Union& fs, const core::NodePtr& dir) {
     auto listed = list_merged(fs, *dir);
     if (!listed) return listed.error();
     std::vector<PositionedEntry> entries;
@@ -118,8 +117,7 @@ Result<void> take_dir_snapshot(Union& fs, DirSnapshot& snapshot) {
             entries[i].position = entries[i - 1].position + 1;
         }
     }
-    snapshot.entries = std::move(entries);
-    return {};
+    return DirSnapshot{dir, std::move(entries)};
 }
 
 std::size_t first_entry_after(const DirSnapshot& snapshot, off_t off) {

@@ -1,6 +1,5 @@
 // Adapters for directory listings. Directories need no handle: a listing's snapshot is kept
 // by the session (fs::ListingCache) between the chunks the kernel reads.
-#include <memory>
 #include <vector>
 
 #include "layerfs/fs/listing_cache.hpp"
@@ -124,10 +123,6 @@ void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
         auto synced = fs::fsync_dir(state_of(req).fs, *node_of(req, ino), datasync != 0);
         fuse_reply_err(req, synced ? 0 : synced.error().value);
     });
-}
-
-void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) {
-    fuse_reply_err(req, 0);
 }
 
 }  // namespace layerfs::fuse_ops

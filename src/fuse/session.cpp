@@ -34,7 +34,7 @@ const fuse_lowlevel_ops& operation_table() {
         table.opendir = op_opendir;
         table.readdir = op_readdir;
         table.readdirplus = op_readdirplus;
-        table.releasedir = op_releasedir;
+        // No releasedir: directories have no handle of ours; libfuse answers 0.
         table.open = op_open;
         table.read = op_read;
         table.release = op_release;

@@ -281,6 +281,49 @@ TEST_F(ReadUnion, DirectoryWith25000FilesListsAndStatsCompletely) {
     EXPECT_EQ(read_file(in_mount("big/f24999")), "m");
 }
 
+// A walker stats each entry as readdir returns it (find, ls -l): the kernel then asks for
+// the rest of the listing with attributes, after a first reply that the daemon keeps short
+// for a directory this big. Every name comes once, with the d_ino and d_type its stat shows.
+TEST_F(ReadUnion, BigDirectoryStatedWhileListedShowsEachEntryOnce) {
+    constexpr int kTotal = 700;
+    make_dir(in_bottom("big"));
+    make_dir(in_top("big"));
+    for (int i = 0; i < kTotal; ++i) {
+        const std::string name = "big/e" + std::to_string(i);
+        if (i % 7 == 0) {
+            make_dir(in_bottom(name));
+        } else {
+            write_file(i % 2 ? in_top(name) : in_bottom(name), "x");
+        }
+    }
+    ASSERT_NO_FATAL_FAILURE(mount_union());
+
+    for (int pass = 0; pass < 2; ++pass) {  // the second may read the kernel's cached listing
+        DirStream dir(::opendir(in_mount("big").c_str()));
+        ASSERT_TRUE(dir) << std::strerror(errno);
+        std::set<std::string> seen;
+        int failures = 0;
+        errno = 0;
+        while (const dirent* entry = ::readdir(dir.get())) {
+            const std::string name = entry->d_name;
+            if (name == "." || name == "..") continue;
+            EXPECT_TRUE(seen.insert(name).second) << name << " listed twice, pass " << pass;
+            struct stat st {};
+            ASSERT_EQ(::fstatat(::dirfd(dir.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW), 0)
+                << name << ": " << std::strerror(errno);
+            if ((entry->d_ino != st.st_ino ||
+                 static_cast<mode_t>(DTTOIF(entry->d_type)) != (st.st_mode & S_IFMT)) &&
+                ++failures <= 5) {
+                ADD_FAILURE() << name << ": d_ino " << entry->d_ino << " d_type "
+                              << int{entry->d_type} << ", stat " << st.st_ino << " mode "
+                              << std::oct << st.st_mode;
+            }
+        }
+        EXPECT_EQ(errno, 0) << std::strerror(errno);
+        EXPECT_EQ(seen.size(), static_cast<std::size_t>(kTotal)) << "pass " << pass;
+    }
+}
+
 // The daemon's VmRSS in bytes, or -1.
 long resident_bytes(pid_t pid) {
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");

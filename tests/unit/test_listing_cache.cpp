@@ -89,13 +89,13 @@ TEST_F(ListingCacheTest, TheLeastRecentlyReadListingGivesWay) {
         others.push_back(*started);
     };
     const auto first = read(0);
-    for (std::size_t i = 0; i + 1 < fs::ListingCache::kSlots; ++i) start_other(i);
-    EXPECT_EQ(cache_.kept(), fs::ListingCache::kSlots);
+    for (std::size_t i = 0; i + 1 < fs::ListingCache::kMaxKept; ++i) start_other(i);
+    EXPECT_EQ(cache_.kept(), fs::ListingCache::kMaxKept);
     // Read again, the first listing is no longer the least recently read: the next new
     // listing takes the place of the oldest other one.
     EXPECT_EQ(read(first->entries[1].position), first);
-    start_other(fs::ListingCache::kSlots);
-    EXPECT_EQ(cache_.kept(), fs::ListingCache::kSlots);
+    start_other(fs::ListingCache::kMaxKept);
+    EXPECT_EQ(cache_.kept(), fs::ListingCache::kMaxKept);
     EXPECT_EQ(read(first->entries[1].position), first) << "read recently, yet dropped";
     const auto oldest = cache_.snapshot_for(*fs_, others.front()->dir, 1);
     ASSERT_TRUE(oldest.ok());

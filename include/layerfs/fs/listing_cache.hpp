@@ -7,11 +7,11 @@
 
 #include <sys/types.h>
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 
+#include "layerfs/core/lru_map.hpp"
 #include "layerfs/core/node.hpp"
 #include "layerfs/fs/readdir.hpp"
 #include "layerfs/fs/union.hpp"
@@ -25,7 +25,7 @@ class ListingCache {
 
     // Directories whose listings are kept at once; the least recently read gives way.
     // Listings that are read to their end give way at once (listing_ended).
-    static constexpr std::size_t kSlots = 16;
+    static constexpr std::size_t kMaxKept = 16;
 
     // The snapshot to answer a chunk of DIR's listing from offset OFF. A listing from the
     // start (OFF 0) takes a new one, so it sees every change made before it. A chunk that
@@ -41,16 +41,15 @@ class ListingCache {
     std::size_t kept() const;
 
   private:
-    struct Slot {
+    struct Kept {
         SnapshotPtr snapshot;
-        uint64_t taken = 0;  // when the listing began: a later one never gives way to it
-        uint64_t used = 0;   // when a chunk last read it
+        uint64_t taken;  // when its listing began: a later one never gives way to it
     };
 
-    Slot* slot_of(const core::Node& dir);
+    static core::NodeLayerKey key_of(const core::Node& dir) { return {dir.serial(), 0}; }
 
     mutable std::mutex mutex_;
-    std::array<Slot, kSlots> slots_;
+    core::LruMap<Kept> kept_;
     uint64_t clock_ = 0;
 };
 

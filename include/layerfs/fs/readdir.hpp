@@ -33,16 +33,14 @@ struct PositionedEntry {
 // snapshots join without listing a name twice, as offsets that are indexes would not.
 struct DirSnapshot {
     core::NodePtr dir;
-    // Sorted by position, each position once; empty until the first snapshot ("." and ".."
-    // are always in one).
+    // Sorted by position, each position once; "." and ".." first.
     std::vector<PositionedEntry> entries;
 };
 
 Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir);
 
-// Lists DIR (again) into SNAPSHOT: at the start of a listing, so a listing read after a
-// change sees that change.
-Result<void> take_dir_snapshot(Union& fs, DirSnapshot& snapshot);
+// DIR's listing as it is now, "." and ".." first, then by position.
+Result<DirSnapshot> take_dir_snapshot(Union& fs, const core::NodePtr& dir);
 
 // Index in SNAPSHOT of the first entry a listing continues with after offset OFF.
 std::size_t first_entry_after(const DirSnapshot& snapshot, off_t off);

@@ -52,7 +52,6 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi);
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info* fi);
-void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi);
 
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
