@@ -78,6 +78,37 @@ std::optional<unsigned char> DirNames::type_of(Key key) const {
     return shared ? static_cast<unsigned char>(DT_UNKNOWN) : type;
 }
 
+std::shared_ptr<const LowerNames> LowerNames::make(std::vector<std::size_t> layers,
+                                                   const std::vector<SharedDirNames>& indexes) {
+    auto merged = std::make_shared<LowerNames>();
+    std::size_t total = 0;
+    for (const SharedDirNames& index : indexes) total += index->size();
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> entries;
+    entries.reserve(total);
+    for (std::size_t i = 0; i < indexes.size(); ++i) {
+        for (const std::uint64_t hash : *indexes[i].get()) {
+            entries.emplace_back(hash & ~kTypeBits, static_cast<std::uint32_t>(layers[i]));
+        }
+    }
+    // Sorted by hash, then by layer: the layers of one name come in walk order, as layer
+    // numbers grow downwards.
+    std::sort(entries.begin(), entries.end());
+    merged->hashes_.reserve(entries.size());
+    merged->holders_.reserve(entries.size());
+    for (const auto& [hash, layer] : entries) {
+        merged->hashes_.push_back(hash);
+        merged->holders_.push_back(layer);
+    }
+    merged->layers_ = std::move(layers);
+    return merged;
+}
+
+std::span<const std::uint32_t> LowerNames::layers_with(DirNames::Key key) const {
+    const auto [first, last] = std::equal_range(hashes_.begin(), hashes_.end(), key.bits);
+    return {holders_.data() + (first - hashes_.begin()),
+            holders_.data() + (last - hashes_.begin())};
+}
+
 SharedDirNames NameIndexCache::find(std::uint64_t node_serial, std::size_t layer) {
     const Key key{node_serial, layer};
     std::lock_guard lock(mutex_);
@@ -116,6 +147,27 @@ void NameIndexCache::insert(std::uint64_t node_serial, std::size_t layer, Shared
 bool NameIndexCache::has(std::uint64_t node_serial, std::size_t layer) const {
     std::lock_guard lock(mutex_);
     return indexes_.contains(Key{node_serial, layer});
+}
+
+std::shared_ptr<const LowerNames> NameIndexCache::find_lowers(std::uint64_t node_serial) {
+    std::lock_guard lock(mutex_);
+    const auto* lowers = merged_.find(Key{node_serial, 0});
+    return lowers ? *lowers : nullptr;
+}
+
+void NameIndexCache::insert_lowers(std::uint64_t node_serial,
+                                   std::shared_ptr<const LowerNames> lowers) {
+    std::lock_guard lock(mutex_);
+    if (lowers->size() > max_names_) return;
+    merged_names_ += lowers->size();
+    if (auto replaced = merged_.put(Key{node_serial, 0}, std::move(lowers))) {
+        merged_names_ -= (*replaced)->size();
+    }
+    while (merged_names_ > max_names_) {
+        auto evicted = merged_.pop_oldest();
+        if (!evicted) break;
+        merged_names_ -= (*evicted)->size();
+    }
 }
 
 std::size_t NameIndexCache::names() const {

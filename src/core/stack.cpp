@@ -119,4 +119,37 @@ void Stack::adopt_lower_names(const Node& node, std::size_t layer, SharedDirName
     lower_names_.insert(node.serial(), layer, std::move(names));
 }
 
+std::shared_ptr<const LowerNames> Stack::merged_lower_names(const Node& node,
+                                                            const Placement& placement) {
+    std::shared_ptr<const LowerNames> merged = lower_names_.find_lowers(node.serial());
+    if (!merged) return nullptr;
+    // A directory's lower layers can change under its node (a rename with a redirect): the
+    // merged index answers only for the layers it was made of.
+    auto covered = merged->layers().begin();
+    for (std::size_t layer : placement.dir_layers) {
+        if (layers_[layer].is_upper()) continue;
+        if (covered == merged->layers().end() || *covered != layer) return nullptr;
+        ++covered;
+    }
+    return covered == merged->layers().end() ? merged : nullptr;
+}
+
+void Stack::merge_lower_names(const Node& node) {
+    const Placement placement = node.placement();
+    std::vector<std::size_t> lowers;
+    for (std::size_t layer : placement.dir_layers) {
+        if (!layers_[layer].is_upper()) lowers.push_back(layer);
+    }
+    // With one lower layer its own index answers in one probe already.
+    if (lowers.size() < 2 || merged_lower_names(node, placement)) return;
+    std::vector<SharedDirNames> indexes;
+    indexes.reserve(lowers.size());
+    for (std::size_t layer : lowers) {
+        SharedDirNames names = lower_names_.peek(node.serial(), layer);
+        if (!names) return;
+        indexes.push_back(std::move(names));
+    }
+    lower_names_.insert_lowers(node.serial(), LowerNames::make(std::move(lowers), indexes));
+}
+
 }  // namespace layerfs::core

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <optional>
+#include <span>
 
 #include "layerfs/fs/attr.hpp"
 #include "layerfs/fs/dir_probe.hpp"
@@ -29,6 +30,7 @@ struct LayerAnswer {
     MetacopyMarks metacopy;           // for a regular file above the bottom layer
     std::optional<LearntDir> learnt;  // a lower directory read in one pass (dir_probe)
     bool origin_record_possible = true;
+    bool indexed_now = false;  // the layer's directory was indexed for this question
 };
 
 // NAME and its OCI marker, hashed once for every layer's index.
@@ -39,6 +41,33 @@ struct NameKeys {
     core::DirNames::Key name;
     std::optional<std::string> marker;
     std::optional<core::DirNames::Key> marker_key;
+};
+
+// The lower layers that may hold a name or its marker, by the directory's merged index:
+// every layer when there is none. Asked in walk order.
+class LowerCandidates {
+  public:
+    LowerCandidates(const core::LowerNames* merged, const NameKeys& keys) : merged_(merged) {
+        if (!merged_) return;
+        name_ = merged_->layers_with(keys.name);
+        if (keys.marker_key) marker_ = merged_->layers_with(*keys.marker_key);
+    }
+
+    bool may_hold(std::size_t layer) {
+        if (!merged_) return true;
+        return holds(name_, layer) || holds(marker_, layer);
+    }
+
+  private:
+    // LAYERS is in walk order, and so are the questions: what is passed is never asked again.
+    static bool holds(std::span<const std::uint32_t>& layers, std::size_t layer) {
+        while (!layers.empty() && layers.front() < layer) layers = layers.subspan(1);
+        return !layers.empty() && layers.front() == layer;
+    }
+
+    const core::LowerNames* merged_;
+    std::span<const std::uint32_t> name_;
+    std::span<const std::uint32_t> marker_;
 };
 
 // The state of one walk down the layers.
@@ -133,7 +162,10 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
     auto dir = fs.stack().dir_fd(parent, layer);
     if (!dir) return dir.error();
     const int dirfd = (*dir)->get();
-    if (!names) names = fs.stack().lower_names(parent, layer, dirfd);
+    if (!names) {
+        names = fs.stack().lower_names(parent, layer, dirfd);
+        answer.indexed_now = static_cast<bool>(names);
+    }
     if (names && lacks(names)) return answer;
     // The index also says whether the layer may hold the name's marker.
     const bool marker_possible = marker_matters && (!names || names->may_contain(*keys.marker_key));
@@ -214,6 +246,7 @@ void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
     const core::Alias alias = node.alias();
     if (alias.parent.get() != &parent || alias.name != name) return;
     for (const LearntDir& dir : learnt) fs.stack().adopt_lower_names(node, dir.layer, dir.names);
+    fs.stack().merge_lower_names(node);
 }
 
 }  // namespace
@@ -227,16 +260,33 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
     const core::Placement parent_placement = parent.placement();
     const std::vector<std::size_t>& layers = parent_placement.dir_layers;
     const NameKeys keys(name);
-    Walk walk;
-    for (std::size_t i = 0; i < layers.size() && !walk.stop; ++i) {
-        if (lowers_only && fs.stack().layer(layers[i]).is_upper()) continue;
+    // With every lower layer indexed, only the layers whose index has the name or its marker
+    // are asked (and the upper, which is never indexed).
+    const std::shared_ptr<const core::LowerNames> merged =
+        fs.stack().merged_lower_names(parent, parent_placement);
+    LowerCandidates candidates(merged.get(), keys);
+    std::vector<std::size_t> asked;  // positions in LAYERS of the layers to ask, in order
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        const bool upper = fs.stack().layer(layers[i]).is_upper();
+        if (lowers_only && upper) continue;
+        if (upper || candidates.may_hold(layers[i])) asked.push_back(i);
+    }
+    auto ask = [&](std::size_t i, bool need_attrs) {
         const bool below_matters = i + 1 < layers.size();
+        return ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
+                         need_attrs, detail, learn);
+    };
+    bool indexed_now = false;
+    Walk walk;
+    for (std::size_t k = 0; k < asked.size() && !walk.stop; ++k) {
+        const std::size_t i = asked[k];
         const bool need_attrs = !walk.hit || walk.seeking_data;
-        auto answer = ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
-                                need_attrs, detail, learn);
+        auto answer = ask(i, need_attrs);
         if (!answer) return answer.error();
+        indexed_now = indexed_now || answer->indexed_now;
         walk.see(layers[i], *answer);
     }
+    if (indexed_now) fs.stack().merge_lower_names(parent);
     if (!walk.hit) return Errno{ENOENT};
     if (walk.data_layer) {
         walk.hit->placement.data =

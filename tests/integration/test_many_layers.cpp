@@ -3,6 +3,9 @@
 // the layers give, names found deep down, OCI markers and opaque directories included.
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -27,10 +30,16 @@ class ManyLayers : public ::testing::Test {
     }
     // Layer 0 is the top.
     std::string layer(int i) const { return temp / ("L" + std::to_string(i)); }
-    void mount_union() {
-        std::string lowerdir = "lowerdir=";
-        for (int i = 0; i < kLayers; ++i) lowerdir += (i ? ":" : "") + layer(i);
-        mount_.emplace(mountpoint, std::vector<std::string>{"-o", lowerdir, mountpoint});
+    // With WRITABLE, over an upper and a workdir that are kept across mounts.
+    void mount_union(bool writable = false) {
+        std::string options = "lowerdir=";
+        for (int i = 0; i < kLayers; ++i) options += (i ? ":" : "") + layer(i);
+        if (writable) {
+            make_dir(temp / "upper");
+            make_dir(temp / "work");
+            options += ",upperdir=" + (temp / "upper") + ",workdir=" + (temp / "work");
+        }
+        mount_.emplace(mountpoint, std::vector<std::string>{"-o", options, mountpoint});
         ASSERT_TRUE(mount_->mounted()) << mount_->describe();
     }
     std::string in_mount(const std::string& relative) const { return mountpoint + "/" + relative; }
@@ -152,6 +161,49 @@ TEST_F(ManyLayers, DirectoriesMetInEveryLayerKeepEveryMark) {
     EXPECT_THAT(list_names(in_mount("a/w")), ElementsAreArray({"kept"}));
     std::vector<std::string> expected{"big", "link", "w", "x"};
     for (int i = 0; i < kLayers; i += 10) expected.push_back("f" + std::to_string(i));
+    std::sort(expected.begin(), expected.end());
+    EXPECT_THAT(list_names(in_mount("a")), ElementsAreArray(expected));
+}
+
+TEST_F(ManyLayers, ChangesInADirectoryOfEveryLayerShowAtOnceAndAfterARemount) {
+    // "a" is in every layer: its lookup reads it in each, and then lookups below it ask only
+    // the layers the merged index names, and the upper, which it never covers.
+    for (int i = 0; i < kLayers; ++i) make_dir(layer(i) + "/a");
+    for (int i = 0; i < kLayers; i += 10) write_file(layer(i) + "/a/f" + std::to_string(i), "f");
+    write_file(layer(35) + "/a/shared", "35");
+    write_file(layer(75) + "/a/shared", "75");
+    ASSERT_NO_FATAL_FAILURE(mount_union(true));
+
+    EXPECT_EQ(read_file(in_mount("a/shared")), "35");
+    EXPECT_EQ(read_file(in_mount("a/f90")), "f");
+    EXPECT_EQ(lstat_path(in_mount("a/new")).error, ENOENT);
+    write_file(in_mount("a/new"), "new");
+    EXPECT_EQ(read_file(in_mount("a/new")), "new");
+    ASSERT_EQ(::unlink(in_mount("a/shared").c_str()), 0);
+    EXPECT_EQ(lstat_path(in_mount("a/shared")).error, ENOENT) << "75's copy stays hidden";
+    ASSERT_EQ(::rename(in_mount("a/f90").c_str(), in_mount("a/moved").c_str()), 0);
+    EXPECT_EQ(lstat_path(in_mount("a/f90")).error, ENOENT);
+    EXPECT_EQ(read_file(in_mount("a/moved")), "f");
+    ASSERT_EQ(::unlink(in_mount("a/f50").c_str()), 0);
+    write_file(in_mount("a/f50"), "again");
+
+    // A fresh mount looks every name up again: the upper's whiteouts and files must win over
+    // what the merged lower index says.
+    mount_.reset();
+    ASSERT_NO_FATAL_FAILURE(mount_union(true));
+    for (int round = 0; round < 2; ++round) {
+        EXPECT_EQ(lstat_path(in_mount("a/shared")).error, ENOENT);
+        EXPECT_EQ(lstat_path(in_mount("a/f90")).error, ENOENT);
+        EXPECT_EQ(read_file(in_mount("a/moved")), "f");
+        EXPECT_EQ(read_file(in_mount("a/new")), "new");
+        EXPECT_EQ(read_file(in_mount("a/f50")), "again");
+        EXPECT_EQ(read_file(in_mount("a/f10")), "f");
+        EXPECT_EQ(lstat_path(in_mount("a/missing")).error, ENOENT);
+    }
+    std::vector<std::string> expected{"f50", "moved", "new"};
+    for (int i = 0; i < kLayers - 10; i += 10) {
+        if (i != 50) expected.push_back("f" + std::to_string(i));
+    }
     std::sort(expected.begin(), expected.end());
     EXPECT_THAT(list_names(in_mount("a")), ElementsAreArray(expected));
 }

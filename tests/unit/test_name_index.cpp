@@ -1,6 +1,9 @@
 // The lower layers' name index (DESIGN.md §5): never a false "absent", bounded in size, and
-// built only where lookups repeat.
+// built only where lookups repeat; merged over a directory's layers, it names the layers that
+// may hold a name, in the order a lookup walks them.
 #include <gtest/gtest.h>
+
+#include <dirent.h>
 
 #include <fstream>
 #include <memory>
@@ -8,6 +11,7 @@
 #include <vector>
 
 #include "layerfs/core/name_index.hpp"
+#include "layerfs/core/stack.hpp"
 #include "temp_root.hpp"
 #include "union_on_dirs.hpp"
 
@@ -97,6 +101,66 @@ TEST(NameIndexInUnion, TheRootIsIndexedAtItsSecondLookup) {
     EXPECT_EQ(indexed_lowers(), 0) << "one lookup is not worth a readdir";
     unittest::walk(*fs, "b");
     EXPECT_EQ(indexed_lowers(), 2);
+}
+
+TEST(LowerNamesTest, NamesTheLayersThatMayHoldANameInWalkOrder) {
+    // Layers are numbered downwards from the upper (0); these are a directory's lower ones.
+    const std::vector<std::size_t> layers{2, 3, 7, 9};
+    const auto merged = LowerNames::make(
+        layers,
+        {names_of({"a", "shared"}),
+         DirNames::make(std::vector<sys::DirEntry>{{"shared", DT_DIR, 1}, {".wh.b", DT_REG, 2}}),
+         names_of({}), names_of({"b", "shared"})});
+    auto layers_with = [&](const std::string& name) {
+        const std::span<const std::uint32_t> found = merged->layers_with(DirNames::Key(name));
+        return std::vector<std::uint32_t>(found.begin(), found.end());
+    };
+    EXPECT_EQ(merged->layers(), layers);
+    EXPECT_EQ(merged->size(), 6u);
+    EXPECT_EQ(layers_with("a"), (std::vector<std::uint32_t>{2}));
+    // A directory in one layer and a file in others: the type bits do not split the name.
+    EXPECT_EQ(layers_with("shared"), (std::vector<std::uint32_t>{2, 3, 9}));
+    EXPECT_EQ(layers_with("b"), (std::vector<std::uint32_t>{9}));
+    EXPECT_EQ(layers_with(".wh.b"), (std::vector<std::uint32_t>{3}));
+    EXPECT_TRUE(layers_with("missing").empty());
+}
+
+TEST(LowerNamesTest, KeptWithinTheBudgetApartFromTheLayersIndexes) {
+    NameIndexCache cache(4);
+    cache.insert(1, 1, names_of({"a", "b", "c"}));
+    cache.insert_lowers(1, LowerNames::make({1, 2}, {names_of({"a", "b"}), names_of({"c"})}));
+    EXPECT_TRUE(cache.find_lowers(1));
+    EXPECT_TRUE(cache.has(1, 1)) << "merged names do not count against the layers' budget";
+    cache.insert_lowers(2, LowerNames::make({1, 2}, {names_of({"x"}), names_of({"y"})}));
+    EXPECT_FALSE(cache.find_lowers(1)) << "5 merged names: the oldest leaves";
+    EXPECT_TRUE(cache.find_lowers(2));
+    cache.insert_lowers(
+        3, LowerNames::make({1, 2}, {names_of({"1", "2", "3"}), names_of({"4", "5"})}));
+    EXPECT_FALSE(cache.find_lowers(3)) << "larger than the whole budget: not kept";
+}
+
+// Through a union: once every lower layer of a directory is indexed, the directory's indexes
+// are merged, and only for the layers it has.
+TEST(NameIndexInUnion, ADirectoryFoundInEveryLayerIsMergedAtOnce) {
+    unittest::TempRoot root("name-merge");
+    root.make_dirs({"l1/d", "l2/d", "l3", "l4/d", "upper/d", "work", "mnt"});
+    std::ofstream(root / "l1/d/a") << "1";
+    std::ofstream(root / "l4/d/a") << "4";
+    std::ofstream(root / "l4/d/b") << "4";
+    auto fs = unittest::open_union(root.path(), {"l1", "l2", "l3", "l4"});
+    const NodePtr d = unittest::walk(*fs, "d");
+    const auto merged = fs->stack().merged_lower_names(*d, d->placement());
+    ASSERT_TRUE(merged) << "the lookup of d read d in each layer";
+    EXPECT_EQ(merged->layers(), (std::vector<std::size_t>{1, 2, 4}));
+    const std::span<const std::uint32_t> a = merged->layers_with(DirNames::Key("a"));
+    EXPECT_EQ(std::vector<std::uint32_t>(a.begin(), a.end()), (std::vector<std::uint32_t>{1, 4}));
+    // Another set of layers (as after a rename that changed them) is not answered for.
+    Placement other = d->placement();
+    other.dir_layers.pop_back();
+    EXPECT_FALSE(fs->stack().merged_lower_names(*d, other));
+    // The root has not been read whole in any layer (one lookup): nothing to merge.
+    EXPECT_FALSE(
+        fs->stack().merged_lower_names(*fs->nodes().root(), fs->nodes().root()->placement()));
 }
 
 }  // namespace

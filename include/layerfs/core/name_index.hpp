@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -82,6 +83,7 @@ class DirNames {
 
   private:
     friend class SharedDirNames;
+    friend class LowerNames;
     static SharedDirNames from_hashes(std::vector<std::uint64_t>& hashes);
     explicit DirNames(std::size_t size) : size_(size) {}
     ~DirNames() = default;
@@ -91,6 +93,27 @@ class DirNames {
 
     std::atomic<std::uint32_t> refs_{0};
     const std::size_t size_;
+};
+
+// The indexes of all the lower layers of one directory merged into one sorted array: a
+// lookup learns at once which layers may hold a name. With 500 layers, asking each layer's
+// index cost 500 probes a lookup, and a missing name is the common case (PATH searches,
+// a compiler's include paths). 12 bytes a name.
+class LowerNames {
+  public:
+    // LAYERS in the order lookups walk them, INDEXES[i] the index of LAYERS[i].
+    static std::shared_ptr<const LowerNames> make(std::vector<std::size_t> layers,
+                                                  const std::vector<SharedDirNames>& indexes);
+
+    const std::vector<std::size_t>& layers() const { return layers_; }
+    // The layers whose index may contain KEY, in the order of layers().
+    std::span<const std::uint32_t> layers_with(DirNames::Key key) const;
+    std::size_t size() const { return hashes_.size(); }
+
+  private:
+    std::vector<std::size_t> layers_;
+    std::vector<std::uint64_t> hashes_;   // sorted, type bits cleared
+    std::vector<std::uint32_t> holders_;  // holders_[i]: the layer hashes_[i] came from
 };
 
 // Indexes by (node serial, layer) in an LRU bounded by the number of names it holds. A
@@ -114,6 +137,11 @@ class NameIndexCache {
 
     std::size_t names() const;
 
+    // A directory's merged lower index (LowerNames), or null; bounded by the same number of
+    // names as the layers' indexes, apart from them.
+    std::shared_ptr<const LowerNames> find_lowers(std::uint64_t node_serial);
+    void insert_lowers(std::uint64_t node_serial, std::shared_ptr<const LowerNames> lowers);
+
   private:
     using Key = NodeLayerKey;
     using KeyHash = NodeLayerKeyHash;
@@ -122,6 +150,8 @@ class NameIndexCache {
     mutable std::mutex mutex_;
     LruMap<SharedDirNames> indexes_;
     std::size_t names_ = 0;
+    LruMap<std::shared_ptr<const LowerNames>> merged_;  // keyed by (node serial, 0)
+    std::size_t merged_names_ = 0;
     // Lookups seen without an index; forgotten wholesale when it grows (it only delays one).
     std::unordered_map<Key, unsigned, KeyHash> unindexed_lookups_;
 };

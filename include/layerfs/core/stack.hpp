@@ -142,6 +142,13 @@ class Stack {
                               const std::vector<sys::DirEntry>& entries);
     // Indexes directory NODE of the lower LAYER with names a lookup listed while finding it.
     void adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names);
+    // Directory NODE's lower layers' indexes merged, when it has them for every lower layer
+    // of PLACEMENT (NODE's); null otherwise.
+    std::shared_ptr<const LowerNames> merged_lower_names(const Node& node,
+                                                         const Placement& placement);
+    // Merges NODE's lower layers' indexes, if every one of them is indexed and they are
+    // not merged yet: after a listing or a lookup indexed some.
+    void merge_lower_names(const Node& node);
 
   private:
     Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
