@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 
+#include "layerfs/core/helped_asks.hpp"
 #include "layerfs/fs/attr.hpp"
 #include "layerfs/fs/dir_probe.hpp"
 #include "layerfs/fs/identity.hpp"
@@ -69,6 +70,10 @@ class LowerCandidates {
     std::span<const std::uint32_t> name_;
     std::span<const std::uint32_t> marker_;
 };
+
+// Layers a lookup asks before it shares them with a helper thread: below, the thread's
+// start (about 30 µs) costs more than half the walk saves.
+constexpr std::size_t kHelpedAsksFrom = 32;
 
 // The state of one walk down the layers.
 struct Walk {
@@ -276,16 +281,25 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
         return ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
                          need_attrs, detail, learn);
     };
+    // A lookup's walk through many layers shares them with a helper thread. Asked ahead of
+    // the walk, a layer is asked without attributes, which only the first layer holding a
+    // directory needs: that layer is asked again.
+    std::optional<core::HelpedAsks<Result<LayerAnswer>>> helped;
+    if (learn && asked.size() >= kHelpedAsksFrom) {
+        helped.emplace(asked.size(), [&](std::size_t k) { return ask(asked[k], false); });
+    }
     bool indexed_now = false;
     Walk walk;
     for (std::size_t k = 0; k < asked.size() && !walk.stop; ++k) {
         const std::size_t i = asked[k];
         const bool need_attrs = !walk.hit || walk.seeking_data;
-        auto answer = ask(i, need_attrs);
+        auto answer = helped ? helped->take(k) : ask(i, need_attrs);
+        if (answer && need_attrs && answer->type && !answer->st) answer = ask(i, true);
         if (!answer) return answer.error();
         indexed_now = indexed_now || answer->indexed_now;
         walk.see(layers[i], *answer);
     }
+    if (helped) helped->stop();
     if (indexed_now) fs.stack().merge_lower_names(parent);
     if (!walk.hit) return Errno{ENOENT};
     if (walk.data_layer) {
