@@ -7,10 +7,12 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <unordered_set>
 
+#include "layerfs/core/helped_asks.hpp"
 #include "layerfs/fs/identity.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/sys/syscalls.hpp"
@@ -34,6 +36,11 @@ ino_t entry_ino(Union& fs, const core::Layer& layer, int dirfd, const sys::DirEn
     return shown_ino(fs, layer.index(), dirfd, entry.name, st);
 }
 
+// A layer's read that took this long read the disk; and the layers left that make a helper
+// worth starting then (core::AsksHelpedWhenSlow).
+constexpr auto kSlowRead = std::chrono::microseconds(100);
+constexpr std::size_t kHelpedReadsFrom = 2;
+
 constexpr off_t kDotPosition = 1;
 constexpr off_t kDotDotPosition = 2;
 
@@ -53,19 +60,32 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
     std::vector<MergedEntry> merged;
     // A name decided by a higher layer (shown, or hidden by a whiteout) is settled.
     std::unordered_set<std::string> settled;
-    for (std::size_t layer_index : placement.dir_layers) {
+    // Each layer's directory is read, and then merged in order. Once a read was slow (the
+    // layers are not in the page cache), a helper thread reads the rest with this one.
+    using Read = Result<std::pair<core::SharedFd, std::vector<sys::DirEntry>>>;
+    auto read_layer = [&](std::size_t k) -> Read {
+        const std::size_t layer_index = placement.dir_layers[k];
         auto dir_fd = fs.stack().dir_fd(dir, layer_index);
         if (!dir_fd) return dir_fd.error();
-        const int fd = (*dir_fd)->get();
-        auto entries = sys::read_dir_entries(fd);
+        auto entries = sys::read_dir_entries((*dir_fd)->get());
         if (!entries) return entries.error();
         // Lookups of the names just listed (and of any other) need not stat this layer.
         fs.stack().remember_lower_names(dir, layer_index, *entries);
+        return std::pair{std::move(*dir_fd), std::move(*entries)};
+    };
+    core::AsksHelpedWhenSlow<Read> reads(placement.dir_layers.size(), read_layer, kSlowRead,
+                                         kHelpedReadsFrom);
+    for (std::size_t k = 0; k < placement.dir_layers.size(); ++k) {
+        const std::size_t layer_index = placement.dir_layers[k];
+        auto read = reads.take(k);
+        if (!read) return read.error();
+        const int fd = read->first->get();
+        std::vector<sys::DirEntry>& entries = read->second;
         const core::Layer& layer = fs.stack().layer(layer_index);
         const bool reads_markers = fs.stack().reads_oci_markers(layer_index);
         const bool xattr_whiteouts = placement.has_xattr_whiteouts(layer_index);
         DeletedBelow deleted_below;
-        for (sys::DirEntry& entry : *entries) {
+        for (sys::DirEntry& entry : entries) {
             if (entry.name == kOpaqueMarker) continue;
             if (reads_markers && is_marker_name(entry.name)) {
                 if (auto target = whiteout_target(entry.name)) {

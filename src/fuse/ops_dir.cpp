@@ -1,7 +1,10 @@
 // Adapters for directory listings. Directories need no handle: a listing's snapshot is kept
 // by the session (fs::ListingCache) between the chunks the kernel reads.
+#include <chrono>
+#include <optional>
 #include <vector>
 
+#include "layerfs/core/helped_asks.hpp"
 #include "layerfs/fs/listing_cache.hpp"
 #include "layerfs/fs/lookup.hpp"
 #include "layerfs/fs/readdir.hpp"
@@ -24,6 +27,66 @@ bool is_dot_or_dotdot(const std::string& name) {
 constexpr size_t kBigListing = 256;
 constexpr size_t kFirstPlusEntries = 32;
 
+// The end of the entries from FIRST (below END) that fit a plus reply of SIZE bytes: an
+// entry's size depends on its name only.
+size_t fitting_end(fuse_req_t req, const fs::DirSnapshot& snapshot, size_t first, size_t end,
+                   size_t size) {
+    size_t used = 0;
+    for (size_t index = first; index < end; ++index) {
+        const std::string& name = snapshot.entries[index].entry.name;
+        used += fuse_add_direntry_plus(req, nullptr, 0, name.c_str(), nullptr, 0);
+        if (used > size) return index;
+    }
+    return end;
+}
+
+// The lookups of a plus reply's entries. Each stats the entry in its layers; when they are
+// not in the page cache, that is a read from disk each, and in this VM the reads cost CPU
+// more than they wait (virtio notifications): a helper thread on the other CPU then does
+// half of them. Only the entries that fit the reply whatever they find are handed to the
+// helper: each one it finds is a lookup the kernel will count once the reply carries it.
+class ReplyLookups {
+  public:
+    ReplyLookups(fs::Union& fs, const fs::DirSnapshot& snapshot, size_t fitting_end)
+        : fs_(fs),
+          snapshot_(snapshot),
+          fitting_end_(fitting_end),
+          asks_(
+              fitting_end, [this](size_t index) { return look_up(index); }, kSlowLookup,
+              kHelpedFrom) {}
+    ReplyLookups(const ReplyLookups&) = delete;
+    ReplyLookups& operator=(const ReplyLookups&) = delete;
+    ~ReplyLookups() { finish(); }
+
+    // Called for increasing indexes, each once.
+    Result<fs::Entry> lookup(size_t index) {
+        return index < fitting_end_ ? asks_.take(index) : look_up(index);
+    }
+
+    // Lookups the helper made that the reply does not carry are not counted.
+    void finish() {
+        asks_.finish([&](Result<fs::Entry>& found) {
+            if (found) fs_.nodes().forget(fs_.nodes().id_of(*found->node), 1);
+        });
+    }
+
+  private:
+    // A lookup that read the disk; and the entries left that make a helper worth starting.
+    static constexpr auto kSlowLookup = std::chrono::microseconds(100);
+    static constexpr size_t kHelpedFrom = 4;
+
+    Result<fs::Entry> look_up(size_t index) const {
+        const std::string& name = snapshot_.entries[index].entry.name;
+        if (is_dot_or_dotdot(name)) return Errno{ENOENT};  // never looked up
+        return fs::lookup(fs_, snapshot_.dir, name);
+    }
+
+    fs::Union& fs_;
+    const fs::DirSnapshot& snapshot_;
+    const size_t fitting_end_;
+    core::AsksHelpedWhenSlow<Result<fs::Entry>> asks_;
+};
+
 // Fills one reply buffer from the snapshot, starting after offset OFF. In plus mode every
 // entry but "." and ".." is a lookup the kernel counts; those of a reply that failed are
 // undone.
@@ -42,6 +105,8 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
     std::vector<char> buf(size);
     size_t used = 0;
     std::vector<fuse_ino_t> counted;
+    ReplyLookups lookups(state.fs, snapshot,
+                         plus ? fitting_end(req, snapshot, first, end, size) : first);
     for (size_t index = first; index < end; ++index) {
         const fs::MergedEntry& entry = snapshot.entries[index].entry;
         const off_t next = snapshot.entries[index].position;
@@ -60,7 +125,7 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
             fuse_entry_param param{};
             core::NodePtr node;
             if (!is_dot_or_dotdot(entry.name)) {
-                auto found = fs::lookup(state.fs, snapshot.dir, entry.name);
+                auto found = lookups.lookup(index);
                 if (!found) continue;  // gone from the layers since the snapshot
                 node = std::move(found->node);
                 param.ino = state.fs.nodes().id_of(*node);
@@ -77,6 +142,7 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
         if (needed > room) break;
         used += needed;
     }
+    lookups.finish();
     if (fuse_reply_buf(req, buf.data(), used) != 0) {
         for (fuse_ino_t ino : counted) state.fs.nodes().forget(ino, 1);
     }

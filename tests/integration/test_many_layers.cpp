@@ -1,11 +1,17 @@
 // A stack of 100 lower layers, where lookups use the lower layers' name index (DESIGN.md §5)
 // once a directory has been listed or looked up twice: every answer must still be the one
 // the layers give, names found deep down, OCI markers and opaque directories included.
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -206,6 +212,82 @@ TEST_F(ManyLayers, ChangesInADirectoryOfEveryLayerShowAtOnceAndAfterARemount) {
     }
     std::sort(expected.begin(), expected.end());
     EXPECT_THAT(list_names(in_mount("a")), ElementsAreArray(expected));
+}
+
+// Slow work in a listing is shared with a helper thread: the reads of a directory's layers
+// after one that took long (a directory of thousands of names here, or the disk when caches
+// are cold), and a plus reply's lookups after one that took long (here a subdirectory found
+// in all 100 layers). Each name must still come once with its own attributes, and each node
+// the kernel was handed must stay usable, also after the kernel forgets them all.
+TEST_F(ManyLayers, SlowListingsStatedWhileListedShowEachEntryOnce) {
+    constexpr int kSubdirs = 12;
+    constexpr int kBigNames = 3000;
+    for (int i = 0; i < kLayers; ++i) {
+        make_dir(layer(i) + "/c");
+        for (int k = 0; k < kSubdirs; ++k) make_dir(layer(i) + "/c/s" + std::to_string(k));
+        for (int j = 0; j < 2; ++j) {
+            write_file(layer(i) + "/c/f" + std::to_string(i) + "-" + std::to_string(j),
+                       std::string(static_cast<std::size_t>(i + j), 'x'));
+        }
+    }
+    write_file(layer(10) + "/c/shared", "10");
+    write_file(layer(60) + "/c/shared", "sixty");
+    // big: in layers 0, 50 and 99, each holding 3,000 names that overlap the next layer's by
+    // half; the top one's copy wins.
+    const int big_layers[] = {0, 50, 99};
+    for (int k = 0; k < 3; ++k) {
+        make_dir(layer(big_layers[k]) + "/big");
+        for (int n = k * kBigNames / 2; n < k * kBigNames / 2 + kBigNames; ++n) {
+            write_file(layer(big_layers[k]) + "/big/n" + std::to_string(n),
+                       std::to_string(big_layers[k]));
+        }
+    }
+    ASSERT_NO_FATAL_FAILURE(mount_union());
+
+    // Reads each entry of DIR as it is listed; returns the names and their contents.
+    auto list_stat_read = [&](const std::string& dir) {
+        std::map<std::string, std::string> found;
+        DirStream stream(::opendir(in_mount(dir).c_str()));
+        EXPECT_TRUE(stream) << std::strerror(errno);
+        if (!stream) return found;
+        int failures = 0;
+        errno = 0;
+        while (const dirent* entry = ::readdir(stream.get())) {
+            const std::string name = entry->d_name;
+            if (name == "." || name == "..") continue;
+            struct stat st {};
+            EXPECT_EQ(::fstatat(::dirfd(stream.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW), 0)
+                << name << ": " << std::strerror(errno);
+            const std::string content =
+                S_ISDIR(st.st_mode) ? "dir" : read_file(in_mount(dir + "/" + name));
+            const bool size_right =
+                S_ISDIR(st.st_mode) || st.st_size == static_cast<off_t>(content.size());
+            if ((st.st_ino != entry->d_ino || !size_right) && ++failures <= 5) {
+                ADD_FAILURE() << name << ": d_ino " << entry->d_ino << " st_ino " << st.st_ino
+                              << " size " << st.st_size << " read " << content.size();
+            }
+            EXPECT_TRUE(found.emplace(name, content).second) << name << " listed twice";
+        }
+        EXPECT_EQ(errno, 0) << std::strerror(errno);
+        return found;
+    };
+    for (int pass = 0; pass < 2; ++pass) {
+        if (::geteuid() == 0) {
+            ::sync();
+            std::ofstream("/proc/sys/vm/drop_caches") << (pass == 0 ? "3" : "2") << std::flush;
+        }
+        const auto c = list_stat_read("c");
+        EXPECT_EQ(c.size(), static_cast<std::size_t>(kSubdirs + 2 * kLayers + 1)) << pass;
+        EXPECT_EQ(c.count("s0") ? c.at("s0") : "", "dir");
+        EXPECT_EQ(c.count("shared") ? c.at("shared") : "", "10");
+        const auto big = list_stat_read("big");
+        EXPECT_EQ(big.size(), static_cast<std::size_t>(2 * kBigNames)) << pass;
+        EXPECT_EQ(big.count("n0") ? big.at("n0") : "", "0");
+        EXPECT_EQ(big.count("n2999") ? big.at("n2999") : "", "0") << "layer 0 over 50";
+        EXPECT_EQ(big.count("n3000") ? big.at("n3000") : "", "50") << "layer 50 over 99";
+        EXPECT_EQ(big.count("n4500") ? big.at("n4500") : "", "99");
+        EXPECT_EQ(big.count("n5999") ? big.at("n5999") : "", "99");
+    }
 }
 
 }  // namespace

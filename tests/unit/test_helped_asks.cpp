@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -57,6 +59,51 @@ TEST(HelpedAsksTest, NoQuestionsNoWork) {
         ADD_FAILURE() << "asked";
         return 0;
     });
+}
+
+TEST(AsksHelpedWhenSlowTest, FastAsksStayOnTheCallersThread) {
+    const std::thread::id caller = std::this_thread::get_id();
+    std::atomic<int> elsewhere{0};
+    AsksHelpedWhenSlow<int> asks(
+        50,
+        [&](std::size_t i) {
+            if (std::this_thread::get_id() != caller) elsewhere.fetch_add(1);
+            return static_cast<int>(i);
+        },
+        std::chrono::seconds(1), 2);
+    for (std::size_t i = 0; i < 50; ++i) EXPECT_EQ(asks.take(i), static_cast<int>(i));
+    asks.finish([](int&) { ADD_FAILURE() << "every answer was taken"; });
+    EXPECT_EQ(elsewhere.load(), 0);
+}
+
+TEST(AsksHelpedWhenSlowTest, AnswersMadeButNotTakenAreUndoneOnce) {
+    // Each answer holds something (as a lookup holds a node): every one made is either taken
+    // or undone, never both and never lost, however far the helper ran ahead.
+    constexpr std::size_t kQuestions = 200;
+    std::mutex mutex;
+    std::multiset<std::size_t> made;
+    std::multiset<std::size_t> released;
+    {
+        AsksHelpedWhenSlow<std::size_t> asks(
+            kQuestions,
+            [&](std::size_t i) {
+                // The first is slow: the helper starts after it.
+                std::this_thread::sleep_for(std::chrono::microseconds(i == 0 ? 2000 : 200));
+                std::lock_guard lock(mutex);
+                made.insert(i);
+                return i;
+            },
+            std::chrono::microseconds(1000), 2);
+        for (std::size_t i = 0; i < 20; ++i) {
+            const std::size_t answer = asks.take(i);
+            EXPECT_EQ(answer, i);
+            released.insert(answer);
+        }
+        asks.finish([&](std::size_t& answer) { released.insert(answer); });
+        asks.finish([&](std::size_t&) { ADD_FAILURE() << "undone twice"; });
+    }
+    EXPECT_EQ(made, released);
+    EXPECT_LT(made.size(), kQuestions) << "the helper stopped when told";
 }
 
 }  // namespace
