@@ -119,6 +119,18 @@ void Stack::adopt_lower_names(const Node& node, std::size_t layer, SharedDirName
     lower_names_.insert(node.serial(), layer, std::move(names));
 }
 
+void Stack::adopt_probed_dir(const Node& node, std::size_t layer, SharedFd fd,
+                             SharedEntries entries) {
+    if (layers_[layer].is_upper()) return;  // the upper changes: read it when listed
+    if (fd && !dirs_.find(node.serial(), layer)) dirs_.insert(node.serial(), layer, std::move(fd));
+    if (entries) probed_listings_.keep(node.serial(), layer, std::move(entries));
+}
+
+SharedEntries Stack::take_probed_listing(const Node& node, std::size_t layer) {
+    if (layers_[layer].is_upper()) return nullptr;
+    return probed_listings_.take(node.serial(), layer);
+}
+
 std::shared_ptr<const LowerNames> Stack::merged_lower_names(const Node& node,
                                                             const Placement& placement) {
     std::shared_ptr<const LowerNames> merged = lower_names_.find_lowers(node.serial());

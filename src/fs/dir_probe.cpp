@@ -49,7 +49,10 @@ Result<ProbedDir> probe_dir(int dirfd, const std::string& name, bool list, bool 
                 static_cast<bool>(sys::stat_at(fd->get(), std::string(kOpaqueMarker)));
         }
     }
-    if (entries) probed.names = core::DirNames::make(*entries);
+    if (entries) {
+        probed.names = core::DirNames::make(*entries);
+        probed.entries = std::make_shared<const std::vector<sys::DirEntry>>(std::move(*entries));
+    }
     probed.fd = std::move(*fd);
     return probed;
 }

@@ -75,6 +75,9 @@ class LowerCandidates {
 // start (about 30 µs) costs more than half the walk saves.
 constexpr std::size_t kHelpedAsksFrom = 32;
 
+// Layers of a directory up to which a lookup keeps what it opened and read of it.
+constexpr std::size_t kKeptProbesUpTo = 16;
+
 // The state of one walk down the layers.
 struct Walk {
     std::optional<LookupHit> hit;
@@ -149,7 +152,7 @@ struct Walk {
 Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
                               const core::Placement& parent_placement, std::size_t layer,
                               const std::string& name, const NameKeys& keys, bool below_matters,
-                              bool need_attrs, HitDetail detail, bool learn) {
+                              bool need_attrs, HitDetail detail, bool learn, bool keep_probed) {
     LayerAnswer answer;
     const bool reads_markers = fs.stack().reads_oci_markers(layer);
     // Markers are never entries; the opaque marker is one in every layer (fuse-overlayfs
@@ -236,7 +239,13 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
         const DirMarks marks = probed ? probed->marks : read_dir_marks(dirfd, name, opaque_matters);
         answer.marks.opaque = opaque_matters && marks.opaque;
         answer.marks.has_xattr_whiteouts = marks.has_xattr_whiteouts;
-        if (probed && learn && probed->names) answer.learnt = LearntDir{layer, probed->names};
+        if (probed && learn && probed->names) {
+            answer.learnt = LearntDir{layer, probed->names, nullptr, nullptr};
+            if (keep_probed) {
+                answer.learnt->fd = std::make_shared<const sys::UniqueFd>(std::move(probed->fd));
+                answer.learnt->entries = probed->entries;
+            }
+        }
     }
     answer.type = type;
     answer.st = st;
@@ -250,7 +259,10 @@ void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
     if (learnt.empty() || !node.is_dir()) return;
     const core::Alias alias = node.alias();
     if (alias.parent.get() != &parent || alias.name != name) return;
-    for (const LearntDir& dir : learnt) fs.stack().adopt_lower_names(node, dir.layer, dir.names);
+    for (const LearntDir& dir : learnt) {
+        fs.stack().adopt_lower_names(node, dir.layer, dir.names);
+        fs.stack().adopt_probed_dir(node, dir.layer, dir.fd, dir.entries);
+    }
     fs.stack().merge_lower_names(node);
 }
 
@@ -276,10 +288,14 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
         if (lowers_only && upper) continue;
         if (upper || candidates.may_hold(layers[i])) asked.push_back(i);
     }
+    // The fds and entries of the directories the walk opens are kept for the lookups and the
+    // listing that follow in a walk, unless so many that they would push the rest out of the
+    // fd cache.
+    const bool keep_probed = learn && asked.size() <= kKeptProbesUpTo;
     auto ask = [&](std::size_t i, bool need_attrs) {
         const bool below_matters = i + 1 < layers.size();
         return ask_layer(fs, parent, parent_placement, layers[i], name, keys, below_matters,
-                         need_attrs, detail, learn);
+                         need_attrs, detail, learn, keep_probed);
     };
     // A lookup's walk through many layers shares them with a helper thread. Asked ahead of
     // the walk, a layer is asked without attributes, which only the first layer holding a

@@ -67,6 +67,10 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
         const std::size_t layer_index = placement.dir_layers[k];
         auto dir_fd = fs.stack().dir_fd(dir, layer_index);
         if (!dir_fd) return dir_fd.error();
+        // A lookup that found the directory may have read it already.
+        if (core::SharedEntries probed = fs.stack().take_probed_listing(dir, layer_index)) {
+            return std::pair{std::move(*dir_fd), *probed};
+        }
         auto entries = sys::read_dir_entries((*dir_fd)->get());
         if (!entries) return entries.error();
         // Lookups of the names just listed (and of any other) need not stat this layer.

@@ -5,13 +5,16 @@
 
 #include <dirent.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "layerfs/core/name_index.hpp"
+#include "layerfs/core/probed_listings.hpp"
 #include "layerfs/core/stack.hpp"
+#include "layerfs/fs/readdir.hpp"
 #include "temp_root.hpp"
 #include "union_on_dirs.hpp"
 
@@ -161,6 +164,57 @@ TEST(NameIndexInUnion, ADirectoryFoundInEveryLayerIsMergedAtOnce) {
     // The root has not been read whole in any layer (one lookup): nothing to merge.
     EXPECT_FALSE(
         fs->stack().merged_lower_names(*fs->nodes().root(), fs->nodes().root()->placement()));
+}
+
+SharedEntries entries_of(std::vector<std::string> names) {
+    auto entries = std::make_shared<std::vector<sys::DirEntry>>();
+    for (std::string& name : names) entries->push_back({std::move(name), DT_REG, 1});
+    return entries;
+}
+
+TEST(ProbedListingsTest, EachIsTakenOnceAndTheOldestLeaveFirst) {
+    ProbedListings kept(4);
+    kept.keep(1, 1, entries_of({"a", "b"}));
+    kept.keep(2, 1, entries_of({"c"}));
+    EXPECT_EQ(kept.entries(), 3u);
+    const SharedEntries taken = kept.take(1, 1);
+    ASSERT_TRUE(taken);
+    EXPECT_EQ(taken->size(), 2u);
+    EXPECT_FALSE(kept.take(1, 1)) << "taken once";
+    kept.keep(3, 1, entries_of({"d", "e"}));
+    kept.keep(4, 1, entries_of({"f", "g"}));
+    EXPECT_FALSE(kept.take(2, 1)) << "5 entries: the oldest left";
+    EXPECT_TRUE(kept.take(3, 1));
+    kept.keep(5, 1, entries_of({"1", "2", "3", "4", "5"}));
+    EXPECT_FALSE(kept.take(5, 1)) << "larger than the whole bound: not kept";
+}
+
+// Through a union: the listing of a directory a lookup just read takes the entries it read,
+// and lists what the layers hold.
+TEST(NameIndexInUnion, AListingTakesWhatTheLookupRead) {
+    unittest::TempRoot root("probed-listing");
+    root.make_dirs({"l1/d", "l2/d/sub", "upper", "work", "mnt"});
+    std::ofstream(root / "l1/d/a") << "1";
+    std::ofstream(root / "l2/d/a") << "2";
+    std::ofstream(root / "l2/d/b") << "2";
+    auto fs = unittest::open_union(root.path(), {"l1", "l2"});
+    const NodePtr d = unittest::walk(*fs, "d");
+    // Layer 1's taken here: the listing reads that one from the layer, layer 2's it takes.
+    const SharedEntries l1 = fs->stack().take_probed_listing(*d, 1);
+    ASSERT_TRUE(l1) << "the lookup of d read d in each layer";
+    EXPECT_EQ(l1->size(), 1u);
+    auto listed = fs::list_merged(*fs, *d);
+    ASSERT_TRUE(listed.ok());
+    std::vector<std::string> names;
+    for (const fs::MergedEntry& entry : *listed) names.push_back(entry.name);
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "sub"}));
+    EXPECT_FALSE(fs->stack().take_probed_listing(*d, 1)) << "the listing took them";
+    EXPECT_FALSE(fs->stack().take_probed_listing(*d, 2));
+    // Read again from the layers, the same.
+    auto again = fs::list_merged(*fs, *d);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->size(), 3u);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "layerfs/core/link_index.hpp"
 #include "layerfs/core/name_index.hpp"
 #include "layerfs/core/node.hpp"
+#include "layerfs/core/probed_listings.hpp"
 #include "layerfs/result.hpp"
 #include "layerfs/sys/syscalls.hpp"
 
@@ -142,6 +143,11 @@ class Stack {
                               const std::vector<sys::DirEntry>& entries);
     // Indexes directory NODE of the lower LAYER with names a lookup listed while finding it.
     void adopt_lower_names(const Node& node, std::size_t layer, SharedDirNames names);
+    // Keeps what a lookup opened and read of directory NODE in the lower LAYER: its fd (for
+    // the lookups inside it) and its entries (for its listing, ProbedListings).
+    void adopt_probed_dir(const Node& node, std::size_t layer, SharedFd fd, SharedEntries entries);
+    // The entries a lookup read of directory NODE in the lower LAYER, or null; taken once.
+    SharedEntries take_probed_listing(const Node& node, std::size_t layer);
     // Directory NODE's lower layers' indexes merged, when it has them for every lower layer
     // of PLACEMENT (NODE's); null otherwise.
     std::shared_ptr<const LowerNames> merged_lower_names(const Node& node,
@@ -162,6 +168,8 @@ class Stack {
     // About 16 MiB of name hashes at most.
     NameIndexCache lower_names_{std::size_t{1} << 21};
     LinkIndex links_;
+    // About 1 MiB of entries at most.
+    ProbedListings probed_listings_{16384};
 };
 
 }  // namespace layerfs::core

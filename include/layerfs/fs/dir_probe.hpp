@@ -10,6 +10,7 @@
 #include <string>
 
 #include "layerfs/core/name_index.hpp"
+#include "layerfs/core/probed_listings.hpp"
 #include "layerfs/fs/whiteout.hpp"
 #include "layerfs/result.hpp"
 #include "layerfs/sys/unique_fd.hpp"
@@ -20,8 +21,10 @@ struct ProbedDir {
     sys::UniqueFd fd;               // open for reading
     std::optional<struct stat> st;  // when asked for
     DirMarks marks;                 // its overlay.opaque xattrs and the OCI opaque marker inside it
-    // Its names, when it was small enough to list now (an index for lookups inside it).
+    // Its names, when it was small enough to list now (an index for lookups inside it), and
+    // the entries they were read from (for its listing).
     core::SharedDirNames names;
+    core::SharedEntries entries;
 };
 
 // Opens NAME under DIRFD as a directory, never through a symlink, and reads its marks,

@@ -17,6 +17,8 @@ namespace layerfs::fs {
 struct LearntDir {
     std::size_t layer;
     core::SharedDirNames names;
+    core::SharedFd fd;            // the directory, open
+    core::SharedEntries entries;  // what names were read from
 };
 
 // What the layers say about a name, before it becomes a node.
