@@ -47,13 +47,15 @@ size_t fitting_end(fuse_req_t req, const fs::DirSnapshot& snapshot, size_t first
 // helper: each one it finds is a lookup the kernel will count once the reply carries it.
 class ReplyLookups {
   public:
-    ReplyLookups(fs::Union& fs, const fs::DirSnapshot& snapshot, size_t fitting_end)
+    ReplyLookups(fs::Union& fs, const fs::DirSnapshot& snapshot, size_t first, size_t fitting_end)
         : fs_(fs),
           snapshot_(snapshot),
           fitting_end_(fitting_end),
           asks_(
               fitting_end, [this](size_t index) { return look_up(index); }, kSlowLookup,
-              kHelpedFrom) {}
+              kHelpedFrom) {
+        if (fitting_end > first + kManyLookups) asks_.help_from(first);
+    }
     ReplyLookups(const ReplyLookups&) = delete;
     ReplyLookups& operator=(const ReplyLookups&) = delete;
     ~ReplyLookups() { finish(); }
@@ -74,6 +76,8 @@ class ReplyLookups {
     // A lookup that read the disk; and the entries left that make a helper worth starting.
     static constexpr auto kSlowLookup = std::chrono::microseconds(100);
     static constexpr size_t kHelpedFrom = 4;
+    // Lookups in one reply that pay for a helper even from the page cache (about 5 µs each).
+    static constexpr size_t kManyLookups = 12;
 
     Result<fs::Entry> look_up(size_t index) const {
         const std::string& name = snapshot_.entries[index].entry.name;
@@ -105,7 +109,7 @@ void reply_listing(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
     std::vector<char> buf(size);
     size_t used = 0;
     std::vector<fuse_ino_t> counted;
-    ReplyLookups lookups(state.fs, snapshot,
+    ReplyLookups lookups(state.fs, snapshot, first,
                          plus ? fitting_end(req, snapshot, first, end, size) : first);
     for (size_t index = first; index < end; ++index) {
         const fs::MergedEntry& entry = snapshot.entries[index].entry;

@@ -76,6 +76,23 @@ TEST(AsksHelpedWhenSlowTest, FastAsksStayOnTheCallersThread) {
     EXPECT_EQ(elsewhere.load(), 0);
 }
 
+TEST(AsksHelpedWhenSlowTest, HelpAskedForFromTheStartAnswersEachOnce) {
+    constexpr std::size_t kQuestions = 500;
+    std::atomic<int> asked{0};
+    AsksHelpedWhenSlow<std::size_t> asks(
+        kQuestions,
+        [&](std::size_t i) {
+            asked.fetch_add(1);
+            return i * 3;
+        },
+        std::chrono::seconds(1), 2);
+    asks.help_from(0);
+    asks.help_from(7);  // helped already: no second helper
+    for (std::size_t i = 0; i < kQuestions; ++i) EXPECT_EQ(asks.take(i), i * 3);
+    asks.finish([](std::size_t&) { ADD_FAILURE() << "every answer was taken"; });
+    EXPECT_EQ(asked.load(), static_cast<int>(kQuestions));
+}
+
 TEST(AsksHelpedWhenSlowTest, AnswersMadeButNotTakenAreUndoneOnce) {
     // Each answer holds something (as a lookup holds a node): every one made is either taken
     // or undone, never both and never lost, however far the helper ran ahead.

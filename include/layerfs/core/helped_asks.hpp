@@ -118,12 +118,17 @@ class AsksHelpedWhenSlow {
         if (helped_ && i >= helped_from_) return helped_->take(i - helped_from_);
         const Clock::time_point started = Clock::now();
         Answer answer = ask_(i);
-        if (!helped_ && i + min_left_ < count_ && Clock::now() - started >= slow_) {
-            helped_from_ = i + 1;
-            helped_.emplace(count_ - helped_from_,
-                            [this](std::size_t k) { return ask_(helped_from_ + k); });
-        }
+        if (!helped_ && i + min_left_ < count_ && Clock::now() - started >= slow_) help_from(i + 1);
         return answer;
+    }
+
+    // Shares the questions from I on with a helper now, slow or not: for a run known to be
+    // long enough to pay for a thread.
+    void help_from(std::size_t i) {
+        if (helped_ || i >= count_) return;
+        helped_from_ = i;
+        helped_.emplace(count_ - helped_from_,
+                        [this](std::size_t k) { return ask_(helped_from_ + k); });
     }
 
     // No more answers are needed; UNDO is called with each one made but never taken.
