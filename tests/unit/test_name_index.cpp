@@ -143,27 +143,45 @@ TEST(LowerNamesTest, KeptWithinTheBudgetApartFromTheLayersIndexes) {
 }
 
 // Through a union: once every lower layer of a directory is indexed, the directory's indexes
-// are merged, and only for the layers it has.
+// are merged, and only for the layers it has; only from 16 lower layers on.
 TEST(NameIndexInUnion, ADirectoryFoundInEveryLayerIsMergedAtOnce) {
     unittest::TempRoot root("name-merge");
-    root.make_dirs({"l1/d", "l2/d", "l3", "l4/d", "upper/d", "work", "mnt"});
-    std::ofstream(root / "l1/d/a") << "1";
-    std::ofstream(root / "l4/d/a") << "4";
-    std::ofstream(root / "l4/d/b") << "4";
-    auto fs = unittest::open_union(root.path(), {"l1", "l2", "l3", "l4"});
+    root.make_dirs({"upper/d", "upper/few", "work", "mnt"});
+    constexpr int kLowers = 20;
+    std::vector<std::string> lowers;
+    std::vector<std::size_t> with_d;  // layer numbers: the upper is 0, lower i is i + 1
+    for (int i = 0; i < kLowers; ++i) {
+        lowers.push_back("l" + std::to_string(i));
+        std::filesystem::create_directories(root / lowers.back());
+        if (i != 7) {  // d is missing from one layer
+            std::filesystem::create_directories(root / lowers.back() / "d");
+            with_d.push_back(static_cast<std::size_t>(i + 1));
+        }
+        if (i < 3) std::filesystem::create_directories(root / lowers.back() / "few");
+    }
+    std::ofstream(root / "l0/d/a") << "1";
+    std::ofstream(root / "l19/d/a") << "4";
+    std::ofstream(root / "l19/d/b") << "4";
+    auto fs = unittest::open_union(root.path(), lowers);
     const NodePtr d = unittest::walk(*fs, "d");
     const auto merged = fs->stack().merged_lower_names(*d, d->placement());
     ASSERT_TRUE(merged) << "the lookup of d read d in each layer";
-    EXPECT_EQ(merged->layers(), (std::vector<std::size_t>{1, 2, 4}));
+    EXPECT_EQ(merged->layers(), with_d);
     const std::span<const std::uint32_t> a = merged->layers_with(DirNames::Key("a"));
-    EXPECT_EQ(std::vector<std::uint32_t>(a.begin(), a.end()), (std::vector<std::uint32_t>{1, 4}));
+    EXPECT_EQ(std::vector<std::uint32_t>(a.begin(), a.end()), (std::vector<std::uint32_t>{1, 20}));
     // Another set of layers (as after a rename that changed them) is not answered for.
     Placement other = d->placement();
     other.dir_layers.pop_back();
     EXPECT_FALSE(fs->stack().merged_lower_names(*d, other));
-    // The root has not been read whole in any layer (one lookup): nothing to merge.
-    EXPECT_FALSE(
-        fs->stack().merged_lower_names(*fs->nodes().root(), fs->nodes().root()->placement()));
+    // One lookup in the root: not worth reading it in any layer, nothing to merge.
+    const NodePtr top = fs->nodes().root();
+    EXPECT_FALSE(fs->stack().merged_lower_names(*top, top->placement()));
+    // Three lower layers: each layer's index is asked, nothing merged.
+    const NodePtr few = unittest::walk(*fs, "few");
+    EXPECT_TRUE(fs->stack().indexed_lower_names(*few, 1));
+    EXPECT_FALSE(fs->stack().merged_lower_names(*few, few->placement()));
+    // The second lookup in the root read it in all 20 layers: merged.
+    EXPECT_TRUE(fs->stack().merged_lower_names(*top, top->placement()));
 }
 
 SharedEntries entries_of(std::vector<std::string> names) {

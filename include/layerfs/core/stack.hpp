@@ -152,8 +152,9 @@ class Stack {
     // of PLACEMENT (NODE's); null otherwise.
     std::shared_ptr<const LowerNames> merged_lower_names(const Node& node,
                                                          const Placement& placement);
-    // Merges NODE's lower layers' indexes, if every one of them is indexed and they are
-    // not merged yet: after a listing or a lookup indexed some.
+    // Merges NODE's lower layers' indexes, if it has enough of them (16) for a lookup to
+    // gain, every one of them is indexed and they are not merged yet: after a listing or a
+    // lookup indexed some.
     void merge_lower_names(const Node& node);
 
   private:
