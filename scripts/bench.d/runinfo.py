@@ -107,6 +107,9 @@ def method(bench, args):
         "workloads run: " + ", ".join(args.only) + ("" if "create" in args.only else
                                                       " (create left out: --quick, or --only)"),
         f"lookup depth: {d['files']:,} files in {d['dirs']} directories spread over {', '.join(map(str, d['depths']))}"
-        " layers (every directory in every layer); lstat of all of them and of as many missing names",
+        " layers (every directory in every layer); lstat of all of them and of as many missing names"
+        + ("; with the cold rows, each fresh-mount row follows an untimed pass of the same lookups on a"
+           " mount of its own, as the cold row before it dropped the caches"
+           if bench.root and bench.sizes["BENCH_DEPTH_COLD"] else ""),
     ]
     return lines
