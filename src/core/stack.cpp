@@ -151,8 +151,10 @@ std::shared_ptr<const LowerNames> Stack::merged_lower_names(const Node& node,
     return covered == merged->layers().end() ? merged : nullptr;
 }
 
-void Stack::merge_lower_names(const Node& node) {
-    const Placement placement = node.placement();
+void Stack::merge_lower_names(const Node& node, const Placement& placement) {
+    // Called after every lookup of a directory and every listing: most have too few layers,
+    // which is known before anything is copied.
+    if (placement.dir_layers.size() < kMergedFromLayers) return;
     std::vector<std::size_t> lowers;
     for (std::size_t layer : placement.dir_layers) {
         if (!layers_[layer].is_upper()) lowers.push_back(layer);

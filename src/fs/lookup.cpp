@@ -255,7 +255,8 @@ Result<LayerAnswer> ask_layer(Union& fs, const core::Node& parent,
 // Hands the names the walk read of a directory's lower layers to the stack, keyed by NODE:
 // only when NODE's name is the one walked, as they are those of PARENT/NAME in each layer.
 void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
-                  const std::string& name, const std::vector<LearntDir>& learnt) {
+                  const std::string& name, const LookupHit& hit) {
+    const std::vector<LearntDir>& learnt = hit.learnt;
     if (learnt.empty() || !node.is_dir()) return;
     const core::Alias alias = node.alias();
     if (alias.parent.get() != &parent || alias.name != name) return;
@@ -263,7 +264,7 @@ void adopt_learnt(Union& fs, const core::Node& node, const core::Node& parent,
         fs.stack().adopt_lower_names(node, dir.layer, dir.names);
         fs.stack().adopt_probed_dir(node, dir.layer, dir.fd, dir.entries);
     }
-    fs.stack().merge_lower_names(node);
+    fs.stack().merge_lower_names(node, hit.placement);
 }
 
 }  // namespace
@@ -316,7 +317,7 @@ Result<LookupHit> find_in_layers(Union& fs, const core::Node& parent, const std:
         walk.see(layers[i], *answer);
     }
     if (helped) helped->stop();
-    if (indexed_now) fs.stack().merge_lower_names(parent);
+    if (indexed_now) fs.stack().merge_lower_names(parent, parent_placement);
     if (!walk.hit) return Errno{ENOENT};
     if (walk.data_layer) {
         walk.hit->placement.data =
@@ -359,7 +360,7 @@ Result<Entry> lookup(Union& fs, const core::NodePtr& parent, const std::string& 
     // Objects are keyed by their real identity, so hard links share one node.
     core::NodePtr node = fs.nodes().intern(core::Alias{parent, name}, hit->st.st_mode & S_IFMT,
                                            hit->placement, real, ino, layer.is_upper());
-    adopt_learnt(fs, *node, *parent, name, hit->learnt);
+    adopt_learnt(fs, *node, *parent, name, *hit);
     return Entry{node, present_attr(fs, *node, hit->st, (*dir)->get(), name)};
 }
 

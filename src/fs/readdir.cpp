@@ -113,7 +113,7 @@ Result<std::vector<MergedEntry>> list_merged(Union& fs, const core::Node& dir) {
         }
         for (std::string& name : deleted_below) settled.insert(std::move(name));
     }
-    fs.stack().merge_lower_names(dir);
+    fs.stack().merge_lower_names(dir, placement);
     return merged;
 }
 

@@ -135,6 +135,34 @@ TEST_F(WriteUnion, ListingsStartedAfterAChangeShowIt) {
     check("remount");
 }
 
+// A lookup that finds a lower directory reads it in each layer and keeps what it read for
+// the directory's first listing (core::ProbedListings). Changes made through the mount
+// between that lookup and the listing must show in it all the same.
+TEST_F(WriteUnion, AFirstListingAfterChangesShowsThem) {
+    make_dir(in_top("d"));
+    make_dir(in_bottom("d"));
+    write_file(in_top("d/top"), "t");
+    write_file(in_bottom("d/bottom"), "b");
+    write_file(in_bottom("d/kept"), "k");
+    ASSERT_NO_FATAL_FAILURE(mount_union());
+    for (int mount = 0; mount < 2; ++mount) {
+        if (mount == 1) {
+            ASSERT_NO_FATAL_FAILURE(remount_union());
+        }
+        // Looked up, not listed: its layers were read by the lookup only.
+        ASSERT_EQ(lstat_path(in_mount("d")).error, 0);
+        const std::string name = "new" + std::to_string(mount);
+        write_file(in_mount("d/" + name), "n");
+        if (mount == 0) {
+            ASSERT_EQ(::unlink(in_mount("d/bottom").c_str()), 0) << std::strerror(errno);
+            ASSERT_EQ(::rename(in_mount("d/top").c_str(), in_mount("d/renamed").c_str()), 0);
+        }
+        std::set<std::string> expected{"renamed", "kept", "new0"};
+        if (mount == 1) expected.insert("new1");
+        EXPECT_EQ(name_set(in_mount("d")), expected) << "mount " << mount;
+    }
+}
+
 TEST_F(WriteUnion, ListingsReadAcrossChangesNeverRepeatAName) {
     // Enough names for many reply buffers, from both layers.
     constexpr int kNames = 1500;

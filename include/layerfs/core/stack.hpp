@@ -152,10 +152,10 @@ class Stack {
     // of PLACEMENT (NODE's); null otherwise.
     std::shared_ptr<const LowerNames> merged_lower_names(const Node& node,
                                                          const Placement& placement);
-    // Merges NODE's lower layers' indexes, if it has enough of them (16) for a lookup to
-    // gain, every one of them is indexed and they are not merged yet: after a listing or a
-    // lookup indexed some.
-    void merge_lower_names(const Node& node);
+    // Merges the indexes of directory NODE's lower layers (of PLACEMENT, NODE's), if it has
+    // enough of them (16) for a lookup to gain, every one of them is indexed and they are
+    // not merged yet: after a listing or a lookup indexed some.
+    void merge_lower_names(const Node& node, const Placement& placement);
 
   private:
     Stack(std::vector<Layer> layers, std::optional<WriteSetup> write,
